@@ -1,0 +1,42 @@
+"""Input validation shared by the estimators (clear errors, scikit-learn style)."""
+from __future__ import annotations
+
+import math
+from typing import Any, Tuple
+
+import numpy as np
+
+from .backend import to_numpy
+
+
+def check_matrix_and_mask(Y: Any, mask: Any) -> Tuple[np.ndarray, np.ndarray]:
+    """Validate an (m × n) matrix with an (m × n) boolean observation mask.
+
+    Returns (Y as a float numpy array, mask as a bool numpy array). NaN/inf may appear only where
+    the mask is False.
+    """
+    Y = np.asarray(to_numpy(Y))
+    mask = np.asarray(to_numpy(mask))
+    if Y.ndim != 2:
+        raise ValueError(f"Y must be a 2-D matrix (m × n), got shape {Y.shape}")
+    if Y.dtype.kind not in "fiu":
+        raise ValueError(f"Y must be numeric, got dtype {Y.dtype}")
+    if mask.dtype != np.bool_:
+        raise ValueError(f"mask must be boolean (True = observed), got dtype {mask.dtype}; use mask.astype(bool)")
+    if mask.shape != Y.shape:
+        raise ValueError(f"mask shape {mask.shape} does not match Y shape {Y.shape}")
+    if Y.dtype.kind != "f":
+        Y = Y.astype(np.float64)
+    bad = ~np.isfinite(Y) & mask
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        raise ValueError(f"{int(bad.sum())} observed entries are NaN or inf (first at row {i}, column {j})")
+    return Y, mask
+
+
+def check_nonneg(name: str, value: float) -> float:
+    """A finite number >= 0."""
+    v = float(value)
+    if not math.isfinite(v) or v < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return v

@@ -1,0 +1,1 @@
+"""Applications built on bigntk: image inpainting (apps.inpaint), CMap completion (apps.cmap)."""

@@ -1,0 +1,37 @@
+"""``bigntk complete Y.npy --mask M.npy --prior Z.npy --out Yhat.npy``."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from ._common import add_device_args, add_ntk_args
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("complete", help="complete a matrix with the fully connected NTK and a feature prior",
+                       description="Complete Y (m × n .npy; NaN where missing) with the NTK of Theorem 1.")
+    p.add_argument("Y", type=Path, help="(m × n) .npy matrix; unobserved entries may be NaN")
+    p.add_argument("--mask", type=Path, default=None,
+                   help="(m × n) .npy, nonzero = observed (default: the finite entries of Y)")
+    p.add_argument("--prior", type=Path, required=True, help="(p × n) .npy feature prior, one column per column of Y")
+    p.add_argument("--out", type=Path, required=True, help="output .npy for the completed matrix")
+    add_ntk_args(p)
+    add_device_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..completion import complete
+
+    Y = np.load(args.Y)
+    mask = np.isfinite(Y) if args.mask is None else np.load(args.mask).astype(bool)
+    Z = np.load(args.prior)
+    Yhat = complete(Y, mask, Z, depth=args.depth, activation=args.activation, negative_slope=args.negative_slope,
+                    ridge=args.ridge, nugget=args.nugget, solver=args.solver, device=args.device,
+                    dtype=args.dtype, progress=not args.quiet)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    np.save(args.out, Yhat)
+    print(f"completed {Y.shape[0]}×{Y.shape[1]} ({int(mask.sum())} observed, {int((~mask).sum())} imputed) -> {args.out}")
+    return 0

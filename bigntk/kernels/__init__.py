@@ -1,0 +1,4 @@
+"""Kernels (pure math): the fully connected NTK and the convolutional NTK."""
+from .ntk import dual, dual_derivative, nngp, ntk, relu_duals
+
+__all__ = ["ntk", "nngp", "dual", "dual_derivative", "relu_duals"]

@@ -1,0 +1,154 @@
+"""Shared pieces of the low-rank completers: input checks, the held-out split, early stopping.
+
+Conventions (all methods): ``Y`` is an ``(m, n)`` array, ``mask`` an ``(m, n)`` boolean array with
+True = observed. Unobserved entries of ``Y`` may hold anything (NaN included); they are ignored.
+When ``mask`` is None it is ``~isnan(Y)``.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from ..backend import to_numpy
+
+__all__ = ["check_inputs", "split_observed", "EarlyStopper", "CompletionResult", "ProgressCallback"]
+
+#: ``callback(iteration, Yhat)`` is called after every iteration with the current estimate (m, n)
+#: (a torch tensor, in the caller's orientation). Used by benchmarks to watch the test error;
+#: it never influences the fit.
+ProgressCallback = Callable[[int, torch.Tensor], None]
+
+
+def check_inputs(Y: Any, mask: Any | None) -> tuple[np.ndarray, np.ndarray]:
+    """Validate ``Y`` (m, n) and ``mask`` (m, n); return ``(Y zero-filled float64, mask bool)``.
+
+    Raises ``ValueError`` for non-2-D input, shape mismatch, a non-boolean mask, NaN/inf on observed
+    entries, or no observed entry at all.
+    """
+    Y = np.asarray(to_numpy(Y))
+    if Y.ndim != 2:
+        raise ValueError(f"Y must be a 2-D matrix (m, n); got shape {Y.shape}")
+    if not np.issubdtype(Y.dtype, np.number):
+        raise ValueError(f"Y must be numeric; got dtype {Y.dtype}")
+    Y = Y.astype(np.float64, copy=True)
+    if mask is None:
+        mask = ~np.isnan(Y)
+    else:
+        mask = np.asarray(to_numpy(mask))
+        if mask.shape != Y.shape:
+            raise ValueError(f"mask shape {mask.shape} does not match Y shape {Y.shape}")
+        if mask.dtype != bool:
+            if not np.isin(mask, (0, 1)).all():
+                raise ValueError("mask must be boolean (True = observed) or contain only 0/1")
+            mask = mask.astype(bool)
+    if not mask.any():
+        raise ValueError("mask has no observed entry; nothing to complete")
+    if not np.isfinite(Y[mask]).all():
+        raise ValueError("Y has NaN or inf on observed entries; NaN is allowed only where mask is False")
+    Y[~mask] = 0.0
+    return Y, mask
+
+
+def split_observed(mask: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split observed entries into ``(train_mask, val_mask)``, both (m, n) bool.
+
+    A random ``val_fraction`` of the observed entries is held out, except that every row and every
+    column keeps at least one training entry when it had one (those entries go back to training).
+    ``val_fraction = 0`` gives an empty validation set (no early stopping possible).
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1); got {val_fraction}")
+    rows, cols = np.nonzero(mask)
+    rng = np.random.default_rng(seed)
+    n_val = int(round(val_fraction * rows.size))
+    val = np.zeros(rows.size, dtype=bool)
+    val[rng.choice(rows.size, size=n_val, replace=False)] = True
+    # give back one entry to each row / column that lost all its training entries
+    for index in (rows, cols):
+        order = rng.permutation(rows.size)  # random representative per row/column
+        first = np.unique(index[order], return_index=True)[1]
+        keep = order[first]
+        has_train = np.bincount(index[~val], minlength=index.max() + 1) > 0
+        val[keep[~has_train[index[keep]]]] = False
+    train_mask = np.zeros_like(mask)
+    val_mask = np.zeros_like(mask)
+    train_mask[rows[~val], cols[~val]] = True
+    val_mask[rows[val], cols[val]] = True
+    return train_mask, val_mask
+
+
+class EarlyStopper:
+    """Keep the best iterate by held-out error; stop after ``patience`` iterations without a
+    relative improvement of at least ``min_delta``, or once the error is below ``tol``.
+
+    With no held-out entries (``has_val=False``) every iterate counts as the best and only
+    ``max_iter`` stops the fit.
+    """
+
+    def __init__(self, patience: int, min_delta: float = 1e-4, tol: float = 0.0, has_val: bool = True):
+        if patience < 1:
+            raise ValueError(f"patience must be >= 1; got {patience}")
+        self.patience, self.min_delta, self.tol, self.has_val = patience, min_delta, tol, has_val
+        self.best = math.inf
+        self.best_iter = -1
+        self._since = 0
+
+    def update(self, iteration: int, val_error: float) -> tuple[bool, bool]:
+        """Record ``val_error``; return ``(is_new_best, should_stop)``."""
+        if not self.has_val:
+            self.best, self.best_iter = val_error, iteration
+            return True, False
+        if not math.isfinite(val_error):
+            self._since += 1
+            return False, self._since >= self.patience
+        is_best = val_error < self.best
+        if val_error < self.best * (1.0 - self.min_delta):
+            self._since = 0
+        else:
+            self._since += 1
+        if is_best:
+            self.best, self.best_iter = val_error, iteration
+        return is_best, self._since >= self.patience or val_error <= self.tol
+
+
+@dataclass
+class CompletionResult:
+    """Outcome of a low-rank completion.
+
+    ``completed`` (m, n) float64: estimate with every observed entry (held-out ones included) equal
+    to its data value. ``history``: relative held-out MSE per iteration (empty without held-out
+    entries). ``best_iter``: the iteration whose estimate is returned.
+    """
+
+    completed: np.ndarray
+    n_iter: int
+    best_iter: int
+    val_error: float
+    history: list[float] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def relative_val_error(Yhat: torch.Tensor, val_rows, val_cols, val_values) -> float:
+    """Relative held-out MSE: ||yhat - y||^2 / ||y||^2 on the held-out entries (nan if none)."""
+    if val_values.numel() == 0:
+        return math.nan
+    diff = Yhat[val_rows, val_cols].to(torch.float64) - val_values
+    denom = float((val_values**2).sum())
+    return float((diff**2).sum()) / (denom if denom > 0 else 1.0)
+
+
+def finish(Yhat: np.ndarray, Y: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Float64 estimate with all observed entries (held-out included) set back to the data."""
+    out = np.asarray(Yhat, dtype=np.float64).copy()
+    out[mask] = Y[mask]
+    return out
+
+
+def warn_interrupted(name: str, iteration: int) -> None:
+    warnings.warn(f"{name}: interrupted at iteration {iteration}; returning the best iterate so far",
+                  RuntimeWarning, stacklevel=3)

@@ -1,0 +1,188 @@
+"""The kernel-operator interface: a kernel matrix you multiply, never one you store.
+
+A :class:`KernelOperator` stands for an ``(n, n)`` symmetric positive semi-definite kernel matrix
+K over ``n`` points (observed matrix columns, observed pixels, …). It only promises
+
+* ``n`` — the number of points;
+* ``block(rows, cols)`` → dense ``(len(rows), len(cols))`` tile on the compute device;
+* ``diag()`` → ``(n,)`` diagonal;
+* ``matmul(V, rows=None, cols=None)`` → ``K[rows, cols] @ V`` for ``V`` of shape ``(len(cols), l)``,
+  streamed over tiles whose size comes from ``memory_budget`` (bytes), accumulated in float64.
+
+Subclasses implement ``_block`` (and may override ``diag`` / ``matmul`` with something faster, as the
+polyphase CNTK operator does). Design follows GPyTorch's LinearOperator and Falkon's mmv kernels.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from .. import backend
+
+__all__ = ["KernelOperator", "SubOperator", "as_index", "tile_shape", "default_memory_budget"]
+
+IndexLike = Any  # None | slice | int array / tensor / sequence
+
+
+def default_memory_budget(device: torch.device) -> int:
+    """Bytes a tile pass may use by default: a quarter of free memory, capped at 2 GiB on CPU."""
+    free = backend.free_memory_bytes(device)
+    cap = 2 * 2**30 if device.type == "cpu" else 16 * 2**30
+    return int(max(64 * 2**20, min(free // 4, cap)))
+
+
+def as_index(idx: IndexLike, n: int, device: torch.device) -> torch.Tensor:
+    """Normalise an index (None = all, slice, bool mask, ints) to an int64 tensor on ``device``."""
+    if idx is None:
+        return torch.arange(n, device=device)
+    if isinstance(idx, slice):
+        return torch.arange(n, device=device)[idx]
+    t = backend.to_tensor(idx, device=device) if not isinstance(idx, torch.Tensor) else idx.to(device)
+    if t.dtype == torch.bool:
+        if t.numel() != n:
+            raise ValueError(f"boolean index has {t.numel()} entries, expected {n}")
+        return torch.nonzero(t, as_tuple=False).reshape(-1)
+    if t.is_floating_point():
+        raise TypeError("indices must be integers, booleans or None")
+    t = t.reshape(-1).to(torch.int64)
+    if t.numel() and (int(t.min()) < 0 or int(t.max()) >= n):
+        raise IndexError(f"index out of range for an operator over n={n} points")
+    return t
+
+
+def tile_shape(n_rows: int, n_cols: int, n_rhs: int, budget_bytes: int, itemsize: int = 4) -> tuple[int, int]:
+    """Largest (row_tile, col_tile) whose tile plus its temporaries fits ``budget_bytes``.
+
+    A tile of r × c entries costs about 4 copies (Gram, kernel recursion temporaries) plus the
+    float64 accumulator r × n_rhs; columns are tiled only when a full row strip does not fit.
+    """
+    per_entry = 4 * itemsize
+    entries = max(budget_bytes // per_entry, 1 << 14)
+    col_tile = min(n_cols, max(256, entries // max(min(n_rows, 1024), 1)))
+    row_tile = min(n_rows, max(1, entries // max(col_tile, 1)))
+    row_tile = min(row_tile, max(1, (budget_bytes // 4) // max(8 * n_rhs, 1)))
+    return max(row_tile, 1), max(col_tile, 1)
+
+
+class KernelOperator:
+    """Abstract symmetric PSD kernel over ``n`` points (see module docstring).
+
+    Parameters
+    ----------
+    n : int
+        Number of points.
+    device, dtype : resolved through :mod:`bigntk.backend` (float32 tiles by default).
+    memory_budget : int, optional
+        Bytes one streamed product may use for tiles; default a quarter of free memory.
+    """
+
+    def __init__(self, n: int, *, device=None, dtype=None, memory_budget: int | None = None):
+        self.n = int(n)
+        self.device = backend.resolve_device(device)
+        self.dtype = backend.resolve_dtype(dtype)
+        self.memory_budget = int(memory_budget) if memory_budget else default_memory_budget(self.device)
+        #: kernel entries evaluated so far (for throughput reports)
+        self.entries_evaluated = 0
+
+    # ------------------------------------------------------------------ interface
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.n, self.n)
+
+    def _block(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def block(self, rows: IndexLike = None, cols: IndexLike = None) -> torch.Tensor:
+        """Dense tile ``K[rows, cols]`` (``(len(rows), len(cols))``, operator dtype, on device)."""
+        r = as_index(rows, self.n, self.device)
+        c = as_index(cols, self.n, self.device)
+        self.entries_evaluated += r.numel() * c.numel()
+        return self._block(r, c).to(self.dtype)
+
+    def diag(self) -> torch.Tensor:
+        """Diagonal ``K[i, i]`` as an ``(n,)`` tensor (default: evaluated in small diagonal tiles)."""
+        out = torch.empty(self.n, dtype=self.dtype, device=self.device)
+        step = 1024
+        for s in range(0, self.n, step):
+            idx = torch.arange(s, min(s + step, self.n), device=self.device)
+            out[s : s + step] = self._block(idx, idx).diagonal().to(self.dtype)
+        return out
+
+    def to_dense(self) -> torch.Tensor:
+        """The whole matrix (small problems and tests only)."""
+        return self.block(None, None)
+
+    def matmul(self, V: Any, rows: IndexLike = None, cols: IndexLike = None, *, progress: bool = False) -> torch.Tensor:
+        """``K[rows, cols] @ V`` streamed over tiles; returns float64 ``(len(rows), l)`` (or ``(len(rows),)``).
+
+        ``V`` is ``(len(cols),)`` or ``(len(cols), l)`` (numpy / torch / CuPy). Each tile is computed in
+        the operator dtype, multiplied in that dtype and accumulated in float64.
+        """
+        r = as_index(rows, self.n, self.device)
+        c = as_index(cols, self.n, self.device)
+        Vt = backend.to_tensor(V, device=self.device, dtype=backend.ACCUM_DTYPE)
+        squeeze = Vt.ndim == 1
+        if squeeze:
+            Vt = Vt[:, None]
+        if Vt.shape[0] != c.numel():
+            raise ValueError(f"V has {Vt.shape[0]} rows but {c.numel()} columns were selected")
+        out = self._matmul(r, c, Vt)
+        return out[:, 0] if squeeze else out
+
+    def _matmul(self, r: torch.Tensor, c: torch.Tensor, V64: torch.Tensor) -> torch.Tensor:
+        itemsize = torch.finfo(self.dtype).bits // 8
+        rt, ct = tile_shape(r.numel(), c.numel(), V64.shape[1], self.memory_budget, itemsize)
+        out = torch.zeros(r.numel(), V64.shape[1], dtype=backend.ACCUM_DTYPE, device=self.device)
+        Vw = V64.to(self.dtype)
+        for i in range(0, r.numel(), rt):
+            ri = r[i : i + rt]
+            for j in range(0, c.numel(), ct):
+                cj = c[j : j + ct]
+                tile = self._block(ri, cj).to(self.dtype)
+                self.entries_evaluated += tile.numel()
+                out[i : i + rt] += (tile @ Vw[j : j + ct]).to(backend.ACCUM_DTYPE)
+        return out
+
+    def restrict(self, idx: IndexLike) -> "SubOperator":
+        """The principal sub-operator ``K[idx, idx]`` (a view; nothing is computed)."""
+        return SubOperator(self, idx)
+
+    def fingerprint(self) -> str:
+        """Short content hash (class, n, a corner tile) used by checkpoints to refuse a different kernel."""
+        k = min(self.n, 16)
+        probe = torch.arange(k, device=self.device)
+        tile = self._block(probe, probe).to(torch.float32).cpu().numpy()
+        h = hashlib.sha256(f"{type(self).__name__}:{self.n}".encode())
+        h.update(np.round(tile, 5).tobytes())
+        return h.hexdigest()[:16]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(n={self.n}, device={self.device}, dtype={self.dtype})"
+
+
+class SubOperator(KernelOperator):
+    """``K[idx, idx]`` of a parent operator; products go through the parent (keeps fast matvecs)."""
+
+    def __init__(self, parent: KernelOperator, idx: IndexLike):
+        self.parent = parent
+        self.index = as_index(idx, parent.n, parent.device)
+        super().__init__(self.index.numel(), device=parent.device, dtype=parent.dtype,
+                         memory_budget=parent.memory_budget)
+
+    def _block(self, rows, cols):
+        return self.parent._block(self.index[rows], self.index[cols])
+
+    def diag(self) -> torch.Tensor:
+        return self.parent.diag()[self.index]
+
+    def _matmul(self, r, c, V64):
+        return self.parent._matmul(self.index[r], self.index[c], V64)
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha256(self.parent.fingerprint().encode())
+        h.update(backend.to_numpy(self.index).tobytes())
+        return h.hexdigest()[:16]

@@ -1,0 +1,178 @@
+"""CNTK operators over the observed pixels of an H × W image.
+
+The compact CNTK (``bigntk.kernels.cntk``) is stationary up to a period P = 2^s:
+
+    K[(i, j), (k, l)] = C[i mod P, j mod P, (k − i) mod H, (l − j) mod W].
+
+* :class:`CNTKOperator` serves tiles from any such compact kernel object (in memory or zarr-backed)
+  through its ``block(idx, jdx)`` / ``diag()`` methods, restricted to observed pixels.
+* :class:`PolyphaseCNTKOperator` uses the *window form*: with nearest upsampling every kernel row equals a
+  constant c_far outside the window |v| ≤ P − 1, so with W[a, b, v] = C[a, b, v] − c_far inside the window
+
+      (Kα)(u) = Σ_{|v| ≤ P−1} W[u mod P, v] α(u + v)  +  c_far · Σ α.
+
+  Splitting α into its P × P polyphase components, the window sum is a periodic polyphase convolution:
+  each P × P output block depends on the 3 × 3 neighbouring input blocks, so the whole product is ONE
+  GEMM of a (P², 9P²) matrix with a (9P², H·W/P² · l) stack of shifted blocks — O(9·H·W·P²·l) flops,
+  against O((H·W)²) for forming kernel rows. Unobserved pixels are zeros of α; several right-hand sides
+  (RGB) ride along as extra GEMM columns. The c_far term is added last in float64 (adding it inside a
+  float32 sum would lose the small window values).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import backend
+from .base import KernelOperator, as_index
+
+__all__ = ["CNTKOperator", "PolyphaseCNTKOperator", "observed_index"]
+
+
+def observed_index(mask: Any, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Flat (row-major) indices of observed pixels from an (H, W) bool mask; int arrays pass through."""
+    m = backend.to_numpy(mask)
+    if m.dtype == bool:
+        if m.ndim != 2:
+            raise ValueError(f"mask must be (H, W), got shape {m.shape}")
+        return np.flatnonzero(m.reshape(-1)).astype(np.int64)
+    return m.reshape(-1).astype(np.int64)
+
+
+class CNTKOperator(KernelOperator):
+    """CNTK restricted to observed pixels, tiles served by a compact kernel.
+
+    Parameters
+    ----------
+    compact : object with ``shape`` ((H·W, H·W) or (H, W)), ``block(idx, jdx)`` (flat pixel indices) and
+        ``diag()`` — e.g. the result of ``bigntk.kernels.cntk.compact_kernel`` or ``open_kernel``.
+    observed : (H, W) bool mask or flat int indices of the observed pixels (None = all pixels).
+    """
+
+    def __init__(self, compact: Any, observed: Any = None, *, device=None, dtype=None,
+                 memory_budget: int | None = None):
+        self.compact = compact
+        n_pix = _n_pixels(compact)
+        obs = np.arange(n_pix) if observed is None else observed_index(observed)
+        super().__init__(len(obs), device=device, dtype=dtype, memory_budget=memory_budget)
+        self.pixels = torch.as_tensor(obs, dtype=torch.int64, device=self.device)
+
+    def _block(self, rows, cols):
+        r = backend.to_numpy(self.pixels[rows])
+        c = backend.to_numpy(self.pixels[cols])
+        return backend.to_tensor(self.compact.block(r, c), device=self.device, dtype=self.dtype)
+
+    def diag(self) -> torch.Tensor:
+        d = backend.to_tensor(self.compact.diag(), device=self.device, dtype=self.dtype).reshape(-1)
+        return d[self.pixels]
+
+
+def _n_pixels(compact: Any) -> int:
+    shape = tuple(compact.shape)
+    if len(shape) == 2 and hasattr(compact, "image_shape"):
+        h, w = compact.image_shape
+        return int(h * w)
+    if len(shape) == 2 and shape[0] == shape[1]:
+        return int(shape[0])
+    raise ValueError(f"cannot infer the number of pixels from shape {shape}")
+
+
+class PolyphaseCNTKOperator(KernelOperator):
+    """Fast CNTK matvec from the window form (see module docstring).
+
+    Parameters
+    ----------
+    window : array (P, P, 2P − 1, 2P − 1)
+        window[a, b, va + P − 1, vb + P − 1] = K[(i, j), (i + va, j + vb)] for i ≡ a, j ≡ b (mod P),
+        the kernel values themselves (c_far included).
+    c_far : float
+        The constant value of every kernel entry outside the window.
+    image_shape : (H, W), both multiples of P and at least 2P (so the window does not wrap).
+    observed : (H, W) bool mask or flat pixel indices (None = all).
+    """
+
+    def __init__(self, window: Any, c_far: float, image_shape: tuple[int, int], observed: Any = None, *,
+                 device=None, dtype=None, memory_budget: int | None = None):
+        dev = backend.resolve_device(device)
+        dt = backend.resolve_dtype(dtype)
+        Wn = backend.to_tensor(window, device=dev, dtype=torch.float64)
+        if Wn.ndim != 4 or Wn.shape[0] != Wn.shape[1] or Wn.shape[2] != 2 * Wn.shape[0] - 1 \
+                or Wn.shape[3] != Wn.shape[2]:
+            raise ValueError(f"window must have shape (P, P, 2P-1, 2P-1), got {tuple(Wn.shape)}")
+        P = int(Wn.shape[0])
+        H, W = (int(s) for s in image_shape)
+        if H % P or W % P or H < 2 * P or W < 2 * P:
+            raise ValueError(f"image shape {(H, W)} must be multiples of P={P} and at least 2P; "
+                             "use CNTKOperator with the full compact form instead")
+        obs = np.arange(H * W) if observed is None else observed_index(observed)
+        super().__init__(len(obs), device=dev, dtype=dt, memory_budget=memory_budget)
+        self.P, self.image_shape, self.c_far = P, (H, W), float(c_far)
+        self.pixels = torch.as_tensor(obs, dtype=torch.int64, device=dev)
+        self.window = Wn
+        self._gemm = self._gemm_matrix(Wn - self.c_far).to(dt)  # (P², 9P²)
+
+    @staticmethod
+    def _gemm_matrix(Wd: torch.Tensor) -> torch.Tensor:
+        """Place window[a, b, va, vb] at column (a + va + P, b + vb + P) of a 3P × 3P super-block."""
+        P = Wd.shape[0]
+        a = torch.arange(P, device=Wd.device)
+        v = torch.arange(-(P - 1), P, device=Wd.device)
+        ta = (a[:, None] + v[None, :] + P)  # (P, 2P-1) target row inside the super-block
+        G = torch.zeros(P, P, 3 * P, 3 * P, dtype=Wd.dtype, device=Wd.device)
+        ia = a[:, None, None, None].expand(P, P, 2 * P - 1, 2 * P - 1)
+        ib = a[None, :, None, None].expand_as(ia)
+        ra = ta[:, None, :, None].expand_as(ia)
+        rb = ta[None, :, None, :].expand_as(ia)
+        G[ia, ib, ra, rb] = Wd
+        return G.reshape(P * P, 9 * P * P)
+
+    # -- fast product on the full grid -------------------------------------------------------------
+    def grid_matmul(self, A: torch.Tensor) -> torch.Tensor:
+        """K_full @ A for A of shape (H, W, l) on the full grid (float64 in and out)."""
+        H, W = self.image_shape
+        P, l = self.P, A.shape[-1]
+        x = A.to(self.dtype).permute(2, 0, 1)  # (l, H, W)
+        x = torch.nn.functional.pad(x[None], (P, P, P, P), mode="circular")[0]  # (l, H+2P, W+2P)
+        blocks = x.unfold(1, 3 * P, P).unfold(2, 3 * P, P)  # (l, Hb, Wb, 3P, 3P)
+        Hb, Wb = H // P, W // P
+        stack = blocks.reshape(l * Hb * Wb, 9 * P * P)
+        out = stack @ self._gemm.T  # (l·Hb·Wb, P²)
+        out = out.reshape(l, Hb, Wb, P, P).permute(1, 3, 2, 4, 0).reshape(H, W, l)
+        far = self.c_far * A.to(backend.ACCUM_DTYPE).sum(dim=(0, 1))
+        self.entries_evaluated += (H * W) ** 2 * l
+        return out.to(backend.ACCUM_DTYPE) + far
+
+    def _matmul(self, r, c, V64):
+        H, W = self.image_shape
+        grid = torch.zeros(H * W, V64.shape[1], dtype=backend.ACCUM_DTYPE, device=self.device)
+        grid[self.pixels[c]] = V64
+        out = self.grid_matmul(grid.reshape(H, W, -1)).reshape(H * W, -1)
+        return out[self.pixels[r]]
+
+    # -- tiles (for EigenPro batches, Nyström subsamples, tests) ----------------------------------
+    def _block(self, rows, cols):
+        H, W = self.image_shape
+        P = self.P
+        pr, pc = self.pixels[rows], self.pixels[cols]
+        i, j = pr // W, pr % W
+        k, l = pc // W, pc % W
+        va = _centred(k[None, :] - i[:, None], H)
+        vb = _centred(l[None, :] - j[:, None], W)
+        inside = (va.abs() <= P - 1) & (vb.abs() <= P - 1)
+        a = (i % P)[:, None].expand_as(va)
+        b = (j % P)[:, None].expand_as(va)
+        vals = self.window[a, b, (va + P - 1).clamp(0, 2 * P - 2), (vb + P - 1).clamp(0, 2 * P - 2)]
+        return torch.where(inside, vals, torch.full_like(vals, self.c_far)).to(self.dtype)
+
+    def diag(self) -> torch.Tensor:
+        H, W = self.image_shape
+        P = self.P
+        i, j = self.pixels // W, self.pixels % W
+        return self.window[i % P, j % P, P - 1, P - 1].to(self.dtype)
+
+
+def _centred(d: torch.Tensor, m: int) -> torch.Tensor:
+    """Offsets modulo m mapped into [-m/2, m/2)."""
+    return (d + m // 2) % m - m // 2

@@ -1,0 +1,287 @@
+"""EigenPro 2: preconditioned mini-batch SGD for kernel regression, streamed from a kernel operator.
+
+Solves (K + ridge·I) α = Y (K: n × n kernel operator, Y: n × l) without forming K, following
+
+* S. Ma, M. Belkin, "Kernel machines that adapt to GPUs for effective large batch training",
+  MLSys 2019 (EigenPro 2), and
+* S. Ma, M. Belkin, "Diving into the shallows: a computational perspective on large-scale shallow
+  learning", NeurIPS 2017 (EigenPro 1; the preconditioner);
+* S. Ma, R. Bassily, M. Belkin, "The power of interpolation", ICML 2018 (batch size / step size).
+
+Set-up. A Nyström subsample S (size s, seeded) gives the top eigensystem of K_SS / s:
+λ_1 ≥ … ≥ λ_{q+1} with unit eigenvectors e_i. The preconditioner P flattens the top-q spectrum of the
+kernel's covariance operator to λ_{q+1}; on coefficients it acts through the subsample only:
+
+    α_S  +=  (η/m) · F Fᵀ K_{S,B} g,     F = E_q · diag(√((1 − λ_{q+1}/λ_i) / (s λ_i))).
+
+Automatic parameters (the published formulas), with β = max_i K_ii (+ ridge):
+
+* q: the largest q whose critical batch size m*(q) = β / λ_{q+1} fits the batch capacity m_max
+  (from the memory budget), i.e. q = #{i : λ_i > β / m_max} (EigenPro 2, §4), capped at s/4;
+* batch m = min(m*(q), m_max, n);
+* step η(m) = m / β for m ≤ m*, and η(m) = 2m / (β + (m − 1) λ_{q+1}) beyond (Ma et al. 2018, Thm 4);
+  with a ridge, λ_{q+1} is shifted by ridge / n.
+
+One step on batch B: g = K_{B,·} α + ridge·α_B − Y_B; α_B −= (η/m) g; then the subsample correction.
+An epoch visits every training point once in a seeded random order (the permutation of epoch e depends
+only on (seed, e), which is what makes resume bitwise exact).
+
+Stopping: ``epochs``; ``tol`` on the epoch's relative train residual; or early stopping on a held-out
+fraction of the points (``val_fraction``, ``patience``): the best weights on held-out error are kept.
+Checkpoints: ``checkpoint=PATH`` saves (weights, epoch, step, best weights, history, set-up) every
+``checkpoint_every`` steps to a zarr group, atomically; a second call with the same configuration
+resumes; another configuration is refused.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from .. import backend
+from ..operators.base import KernelOperator
+from .checkpoint import config_hash, load_checkpoint, save_checkpoint
+
+__all__ = ["EigenPro", "EigenProResult", "eigenpro_parameters"]
+
+
+@dataclass
+class EigenProResult:
+    """Outcome of an EigenPro fit.
+
+    alpha : (n, l) float64 tensor — weights over all n points (zero on held-out points).
+    history : per-epoch dicts (epoch, train_rel_mse, val_mse, seconds, entries_per_s).
+    """
+
+    alpha: torch.Tensor
+    history: list = field(default_factory=list)
+    params: dict = field(default_factory=dict)
+    train_index: torch.Tensor | None = None
+    val_index: torch.Tensor | None = None
+    stopped: str = ""
+
+
+def eigenpro_parameters(eigvals: np.ndarray, beta: float, n: int, m_max: int, ridge: float = 0.0,
+                        q: int | None = None) -> dict[str, float]:
+    """q, batch size m and step size η from the subsample eigenvalues (see module docstring).
+
+    eigvals: descending eigenvalues of K_SS / s.
+    """
+    s = len(eigvals)
+    if q is None:
+        q = int(np.sum(eigvals[: max(s - 1, 1)] > beta / m_max))
+        q = max(1, min(q, max(1, s // 4)))
+    q = int(min(q, s - 1))
+    lam_q1 = float(eigvals[q]) + ridge / n
+    m_star = beta / lam_q1
+    m = int(max(1, min(m_max, n, math.floor(m_star) if m_star >= 1 else 1)))
+    eta = m / beta if m <= m_star else 2 * m / (beta + (m - 1) * lam_q1)
+    return {"q": q, "batch_size": m, "step_size": float(eta), "lambda_q1": lam_q1,
+            "lambda_1": float(eigvals[0]), "beta": float(beta), "critical_batch": float(m_star)}
+
+
+def _epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch) + 1)
+    return torch.randperm(n, generator=g)
+
+
+class EigenPro:
+    """EigenPro 2 solver for (K + ridge·I) α = Y on a :class:`~bigntk.operators.KernelOperator`.
+
+    Parameters
+    ----------
+    epochs : int
+        Maximum number of passes over the training points.
+    subsample_size : int or "auto"
+        Nyström subsample s; auto = min(n, max(1000, min(12000, n // 8))) (grows with n, as in EigenPro 2).
+    top_q, batch_size, step_size : int / float or "auto" (see module docstring).
+    max_batch : int, optional
+        Batch capacity m_max; default from the operator's memory budget (a batch row strip of the
+        kernel, m × n, in the working dtype), clipped to [64, 8192].
+    ridge : float ≥ 0
+    seed : int — subsample, epoch orders and held-out split.
+    tol : float, optional — stop when the epoch's relative train residual ‖r‖²/‖Y‖² falls below it.
+    val_fraction : float in [0, 0.5) — held-out points for early stopping (0 = none).
+    patience : int — epochs without held-out improvement before stopping.
+    checkpoint : path, optional; checkpoint_every : steps between checkpoints.
+    progress : bool — tqdm bar (epoch, train error, step size, kernel entries/s).
+    callback : callable(step, alpha), optional — called after every step (monitoring, tests).
+    """
+
+    def __init__(self, epochs: int = 10, *, subsample_size: int | str = "auto", top_q: int | str = "auto",
+                 batch_size: int | str = "auto", step_size: float | str = "auto", max_batch: int | None = None,
+                 ridge: float = 0.0, seed: int = 0, tol: float | None = None, val_fraction: float = 0.0,
+                 patience: int = 3, checkpoint: str | None = None, checkpoint_every: int = 50,
+                 progress: bool = True, callback: Callable | None = None):
+        if int(epochs) < 1:
+            raise ValueError(f"epochs must be >= 1, got {epochs}")
+        if ridge < 0:
+            raise ValueError(f"ridge must be >= 0, got {ridge}")
+        if not 0.0 <= val_fraction < 0.5:
+            raise ValueError(f"val_fraction must lie in [0, 0.5), got {val_fraction}")
+        self.epochs, self.subsample_size, self.top_q = int(epochs), subsample_size, top_q
+        self.batch_size, self.step_size, self.max_batch = batch_size, step_size, max_batch
+        self.ridge, self.seed, self.tol = float(ridge), int(seed), tol
+        self.val_fraction, self.patience = float(val_fraction), int(patience)
+        self.checkpoint, self.checkpoint_every = checkpoint, max(1, int(checkpoint_every))
+        self.progress, self.callback = progress, callback
+
+    # ------------------------------------------------------------------ helpers
+    def _config(self, op: KernelOperator, Y: np.ndarray) -> str:
+        cfg = {k: getattr(self, k) for k in ("epochs", "subsample_size", "top_q", "batch_size", "step_size",
+                                             "max_batch", "ridge", "seed", "tol", "val_fraction", "patience")}
+        cfg.update(solver="eigenpro", n=op.n, operator=op.fingerprint(), dtype=str(op.dtype))
+        return config_hash(cfg, Y)
+
+    def _split(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.val_fraction <= 0:
+            return torch.arange(n), torch.arange(0)
+        g = torch.Generator().manual_seed(self.seed + 7919)
+        perm = torch.randperm(n, generator=g)
+        n_val = max(1, int(round(self.val_fraction * n)))
+        return perm[n_val:].sort().values, perm[:n_val].sort().values
+
+    def _setup(self, op: KernelOperator, train: torch.Tensor) -> dict[str, Any]:
+        n = train.numel()
+        s = self.subsample_size
+        s = min(n, max(1000, min(12000, n // 8))) if s == "auto" else min(int(s), n)
+        g = torch.Generator().manual_seed(self.seed)
+        sub = torch.randperm(n, generator=g)[:s].sort().values
+        Kss = op.block(train[sub].to(op.device), train[sub].to(op.device)).to(backend.ACCUM_DTYPE)
+        lam, E = torch.linalg.eigh(Kss / s)
+        lam, E = lam.flip(0).clamp_min(0), E.flip(1)
+        beta = float(op.diag()[train.to(op.device)].max()) + self.ridge
+        itemsize = torch.finfo(op.dtype).bits // 8
+        m_max = self.max_batch or int(np.clip(op.memory_budget // (4 * itemsize * max(n, 1)), 64, 8192))
+        p = eigenpro_parameters(backend.to_numpy(lam), beta, n, m_max, self.ridge,
+                                None if self.top_q == "auto" else int(self.top_q))
+        if self.batch_size != "auto":
+            p["batch_size"] = int(min(self.batch_size, n))
+            m, lq = p["batch_size"], p["lambda_q1"]
+            p["step_size"] = m / beta if m <= p["critical_batch"] else 2 * m / (beta + (m - 1) * lq)
+        if self.step_size != "auto":
+            p["step_size"] = float(self.step_size)
+        q = p["q"]
+        lq = float(lam[q])
+        lam_top = lam[:q].clamp_min(lq)
+        scale = ((1 - lq / lam_top) / (s * lam_top)).clamp_min(0).sqrt()
+        F = E[:, :q] * scale[None, :]
+        return {"sub": sub, "F": F, "params": p, "m_max": m_max, "s": s}
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, operator: KernelOperator, Y: Any) -> EigenProResult:
+        """Run EigenPro on ``operator`` (n points) with targets ``Y`` ((n,) or (n, l))."""
+        op = operator
+        dev = op.device
+        Yt = backend.to_tensor(Y, device=dev, dtype=backend.ACCUM_DTYPE)
+        if Yt.ndim == 1:
+            Yt = Yt[:, None]
+        if Yt.ndim != 2 or Yt.shape[0] != op.n:
+            raise ValueError(f"Y must have shape (n={op.n}, l), got {tuple(Yt.shape)}")
+        if not bool(torch.isfinite(Yt).all()):
+            raise ValueError("Y contains NaN or inf")
+        Ynp = backend.to_numpy(Yt)
+        chash = self._config(op, Ynp) if self.checkpoint else ""
+        train, val = self._split(op.n)
+        n, l = train.numel(), Yt.shape[1]
+        train_d, val_d = train.to(dev), val.to(dev)
+        Ytr = Yt[train_d]
+
+        state = load_checkpoint(self.checkpoint, chash) if self.checkpoint else None
+        if state is not None:
+            arrs, attrs = state
+            setup = {"sub": torch.from_numpy(arrs["sub"]), "F": torch.from_numpy(arrs["F"]).to(dev),
+                     "params": attrs["params"], "m_max": attrs["m_max"], "s": attrs["s"]}
+            a = torch.from_numpy(arrs["alpha"]).to(dev)
+            best = torch.from_numpy(arrs["best_alpha"]).to(dev)
+            epoch, step_in_epoch, gstep = attrs["epoch"], attrs["step_in_epoch"], attrs["global_step"]
+            history, best_val, bad = attrs["history"], attrs["best_val"], attrs["bad_epochs"]
+            ep_sq, ep_ysq = attrs["epoch_sq"], attrs["epoch_ysq"]
+            stopped = attrs.get("stopped", "")
+        else:
+            setup = self._setup(op, train)
+            a = torch.zeros(n, l, dtype=backend.ACCUM_DTYPE, device=dev)
+            best = a.clone()
+            epoch = step_in_epoch = gstep = 0
+            history, best_val, bad, ep_sq, ep_ysq, stopped = [], float("inf"), 0, 0.0, 0.0, ""
+        p = setup["params"]
+        m, eta = int(p["batch_size"]), float(p["step_size"])
+        sub_d, F = setup["sub"].to(dev), setup["F"].to(dev)
+        steps_per_epoch = math.ceil(n / m)
+
+        def save(status: str = "running") -> None:
+            if not self.checkpoint:
+                return
+            save_checkpoint(self.checkpoint,
+                            {"alpha": backend.to_numpy(a), "best_alpha": backend.to_numpy(best),
+                             "sub": backend.to_numpy(setup["sub"]), "F": backend.to_numpy(F)},
+                            {"config_hash": chash, "params": p, "m_max": setup["m_max"], "s": setup["s"],
+                             "epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": gstep,
+                             "history": history, "best_val": best_val, "bad_epochs": bad,
+                             "epoch_sq": ep_sq, "epoch_ysq": ep_ysq, "status": status, "stopped": stopped})
+
+        bar = None
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=self.epochs * steps_per_epoch, initial=epoch * steps_per_epoch + step_in_epoch,
+                       desc="eigenpro", unit="step", leave=False)
+        t0, e0 = time.perf_counter(), op.entries_evaluated
+        ridge = self.ridge
+        while not stopped and epoch < self.epochs:
+            perm = _epoch_permutation(n, self.seed, epoch).to(dev)
+            while step_in_epoch < steps_per_epoch:
+                B = perm[step_in_epoch * m : (step_in_epoch + 1) * m]
+                pred = op.matmul(a, rows=train_d[B], cols=train_d)
+                g = pred - Ytr[B]
+                ep_sq += float((g * g).sum())
+                ep_ysq += float((Ytr[B] ** 2).sum())
+                if ridge:
+                    g = g + ridge * a[B]
+                a[B] -= (eta / B.numel()) * g
+                KsB = op.block(train_d[sub_d], train_d[B]).to(backend.ACCUM_DTYPE)
+                a[sub_d] += (eta / B.numel()) * (F @ (F.T @ (KsB @ g)))
+                step_in_epoch += 1
+                gstep += 1
+                if self.callback is not None:
+                    self.callback(gstep, a)
+                if bar is not None:
+                    dt = max(time.perf_counter() - t0, 1e-9)
+                    bar.update(1)
+                    bar.set_postfix(epoch=epoch + 1, train=f"{ep_sq / max(ep_ysq, 1e-300):.3g}",
+                                    eta=f"{eta:.3g}", entries_s=f"{(op.entries_evaluated - e0) / dt:.3g}")
+                if gstep % self.checkpoint_every == 0:
+                    save()
+            # ---- end of epoch
+            rec = {"epoch": epoch + 1, "train_rel_mse": ep_sq / max(ep_ysq, 1e-300),
+                   "seconds": time.perf_counter() - t0}
+            if val.numel():
+                vp = op.matmul(a, rows=val_d, cols=train_d)
+                v = float(((vp - Yt[val_d]) ** 2).mean())
+                rec["val_mse"] = v
+                if v < best_val:
+                    best_val, bad = v, 0
+                    best = a.clone()
+                else:
+                    bad += 1
+                    if bad >= self.patience:
+                        stopped = f"held-out error did not improve for {bad} epochs"
+            if self.tol is not None and rec["train_rel_mse"] < self.tol:
+                stopped = f"train residual {rec['train_rel_mse']:.3g} < tol"
+            history.append(rec)
+            epoch, step_in_epoch, ep_sq, ep_ysq = epoch + 1, 0, 0.0, 0.0
+        if bar is not None:
+            bar.close()
+        final = best if (val.numel() and best_val < float("inf")) else a
+        if self.checkpoint:
+            a_keep = a
+            save("done")
+            a = a_keep
+        alpha = torch.zeros(op.n, l, dtype=backend.ACCUM_DTYPE, device=dev)
+        alpha[train_d] = final
+        return EigenProResult(alpha=alpha, history=history, params=dict(p), train_index=train, val_index=val,
+                              stopped=stopped or f"{self.epochs} epochs")

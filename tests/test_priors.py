@@ -1,0 +1,92 @@
+"""Feature priors: normalised Gram blocks, the implicit nugget, factorised concatenations."""
+import numpy as np
+import pytest
+import torch
+
+from bigntk import priors as P
+
+
+def normalised_gram(Z):
+    Zn = Z / np.linalg.norm(Z, axis=0)
+    return Zn.T @ Zn
+
+
+def test_explicit_prior_gram_is_normalised():
+    Z = np.random.default_rng(0).standard_normal((5, 9))
+    g = P.ExplicitPrior(Z).gram().numpy()
+    np.testing.assert_allclose(g, normalised_gram(Z), atol=1e-12)
+    np.testing.assert_allclose(np.diag(g), 1.0)
+
+
+def test_nugget_equals_appending_scaled_identity():
+    """The paper's code appends 1.5·I before normalising; the nugget must give exactly that."""
+    Z = np.random.default_rng(1).random((4, 7))
+    appended = np.vstack([Z, 1.5 * np.eye(7)])
+    g = P.ExplicitPrior(Z).with_nugget(1.5)
+    np.testing.assert_allclose(g.gram().numpy(), normalised_gram(appended), atol=1e-12)
+    # blocks away from the diagonal see τ² only in the norms
+    np.testing.assert_allclose(g.gram([0, 1], [2, 3, 4]).numpy(), normalised_gram(appended)[:2, 2:5], atol=1e-12)
+
+
+def test_factorised_concat_matches_explicit_features_and_exposes_factors():
+    rng = np.random.default_rng(2)
+    cells = rng.integers(0, 3, size=12)
+    drugs = rng.integers(0, 5, size=12)
+    cell_means, drug_refs = rng.random((6, 3)), rng.random((6, 5))
+    prior = P.concat([P.EmbeddingPrior(cells, cell_means), P.EmbeddingPrior(drugs, drug_refs)],
+                     weights=[0.75, 1.0], nugget=1.5)
+    Z = np.vstack([0.75 * cell_means[:, cells], drug_refs[:, drugs], 1.5 * np.eye(12)])
+    np.testing.assert_allclose(prior.gram().numpy(), normalised_gram(Z), atol=1e-12)
+    factors = prior.factors()
+    assert [f.weight for f in factors] == [0.75, 1.0]
+    assert factors[0].gram.shape == (3, 3) and factors[1].gram.shape == (5, 5)
+    raw = sum(f.weight**2 * f.gram[f.labels][:, f.labels] for f in factors)
+    np.testing.assert_allclose(raw.numpy(), prior.raw_gram().numpy(), atol=1e-12)
+
+
+def test_one_hot_and_explicit_concat_is_not_factorised():
+    lab = np.array([0, 1, 0, 2])
+    oh = P.one_hot(lab)
+    np.testing.assert_array_equal(oh.gram().numpy(), (lab[:, None] == lab[None, :]).astype(float))
+    mixed = P.concat([oh, P.ExplicitPrior(np.ones((2, 4)))])
+    assert mixed.factors() is None
+    assert oh.factors() is not None
+
+
+def test_zero_column_needs_nugget():
+    Z = np.zeros((3, 4)); Z[0, 0] = 1
+    with pytest.raises(ValueError, match="nugget"):
+        P.ExplicitPrior(Z).gram()
+    assert np.isfinite(P.ExplicitPrior(Z).with_nugget(0.5).gram().numpy()).all()
+
+
+def test_image_priors_and_from_imputation():
+    m = P.meshgrid((4, 6))
+    assert m.n == 24 and m.Z.shape == (3, 24)
+    u1, u2 = P.uniform(8, 10, seed=3), P.uniform(8, 10, seed=3)
+    np.testing.assert_array_equal(u1.Z, u2.Z)
+    assert float(u1.Z.max()) <= 0.1
+    Yh = np.random.default_rng(4).random((5, 6))
+    np.testing.assert_allclose(P.from_imputation(Yh).gram().numpy(), normalised_gram(Yh), atol=1e-12)
+
+
+def test_validation_errors():
+    with pytest.raises(ValueError, match="2-D"):
+        P.ExplicitPrior(np.ones(3))
+    with pytest.raises(ValueError, match="NaN"):
+        P.ExplicitPrior(np.array([[np.nan, 1.0]]))
+    with pytest.raises(ValueError, match="different numbers"):
+        P.concat([P.one_hot([0, 1]), P.one_hot([0, 1, 1])])
+    with pytest.raises(ValueError, match="integers"):
+        P.one_hot(np.array([0.5, 1.0]))
+    with pytest.raises(IndexError):
+        P.one_hot([0, 1]).gram([5], None)
+    with pytest.raises(ValueError, match="nugget"):
+        P.one_hot([0, 1]).with_nugget(-1)
+
+
+def test_as_prior_accepts_arrays_and_tensors():
+    Z = torch.rand(3, 5, dtype=torch.float64)
+    assert P.as_prior(Z).n == 5
+    p = P.one_hot([0, 1])
+    assert P.as_prior(p) is p
