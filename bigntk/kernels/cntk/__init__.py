@@ -70,6 +70,7 @@ from .compact import (
     WindowKernel,
     compact_kernel,
     compact_arrays,
+    window_arrays,
     null_space_basis,
     null_space_dim,
     window_condition,
@@ -79,7 +80,7 @@ from .store import open_kernel, kernel_key
 __all__ = [
     "Conv", "ReLU", "LeakyReLU", "Down", "Up", "Serial", "serial", "dip",
     "dense_kernel", "prior_covariance",
-    "compact_kernel", "compact_arrays", "CompactKernel", "WindowKernel",
+    "compact_kernel", "compact_arrays", "window_arrays", "CompactKernel", "WindowKernel",
     "window_condition", "null_space_dim", "null_space_basis",
     "open_kernel", "kernel_key",
 ]

@@ -3,7 +3,8 @@
 Each layer maps the pair (Σ, Θ) — NNGP covariance and NTK of the pre-/post-activations — to the next
 pair, on either representation:
 
-* dense:   S, T of shape (h, w, h, w), S[i, j, k, l] = Σ((i, j), (k, l)).
+* dense:   S, T of shape (h, h, w, w) (internal layout: y-pair dims first),
+           S[i, k, j, l] = Σ((i, j), (k, l)).
 * compact: S, T of shape (Py, h, Px, w) (internal layout: y-axis dims first), with
            S[a_y, v_y, a_x, v_x] = Σ((a_y, a_x), (a_y + v_y, a_x + v_x)) (offsets mod (h, w)),
            valid because Σ is invariant under joint shifts by the period (Py, Px).
@@ -13,7 +14,6 @@ pair, on either representation:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -70,15 +70,28 @@ def up_taps(mode: str, n_in: int) -> Tuple[np.ndarray, np.ndarray]:
 
 def _index_axis(X: torch.Tensor, dim: int, idx: np.ndarray, w: np.ndarray) -> torch.Tensor:
     """Σ_t w[t] (broadcast along ``dim``) · X.index_select(dim, idx[t])."""
-    out = None
+    uniform = np.all(w == w.flat[0])
+    scale_out = None
+    if uniform and w.flat[0] != 1.0:  # scale once (input or output, whichever is smaller)
+        if X.shape[dim] <= idx.shape[1]:
+            X = X * float(w.flat[0])
+        else:
+            scale_out = float(w.flat[0])
     shape = [1] * X.dim()
     shape[dim] = -1
+    out, buf = None, None
     for t in range(idx.shape[0]):
-        term = X.index_select(dim, torch.as_tensor(idx[t], device=X.device))
-        if not np.all(w[t] == 1.0):
-            term = term * torch.as_tensor(w[t], device=X.device, dtype=X.dtype).view(shape)
-        out = term if out is None else out.add_(term)
-    return out
+        it = torch.as_tensor(idx[t], device=X.device)
+        if out is None:
+            out = X.index_select(dim, it)
+            if not uniform:
+                out.mul_(torch.as_tensor(w[t], device=X.device, dtype=X.dtype).view(shape))
+            continue
+        buf = torch.index_select(X, dim, it, out=buf) if buf is not None else X.index_select(dim, it)
+        if not uniform:
+            buf.mul_(torch.as_tensor(w[t], device=X.device, dtype=X.dtype).view(shape))
+        out.add_(buf)
+    return out if scale_out is None else out.mul_(scale_out)
 
 
 # ----------------------------------------------------------------------------------------- layers
@@ -121,10 +134,15 @@ class Conv(Layer):
         return {"layer": "Conv", "filter": self.filter}
 
     # W[X] along one axis pair; dense: joint roll of (dim_a, dim_b), compact: roll of the phase dim.
-    def _avg_dense(self, X: torch.Tensor, dims: Tuple[int, int]) -> torch.Tensor:
+    def _avg_dense(self, X: torch.Tensor, dim: int) -> torch.Tensor:
+        """Joint shift average on the pair axis ``dim`` (0: y pairs, 1: x pairs) of X (h·h, w·w)."""
+        n = int(round(math.sqrt(X.shape[dim])))
+        i = torch.arange(n, device=X.device)
         out = X.clone()
-        for d in range(1, self.radius + 1):
-            out.add_(torch.roll(X, (d, d), dims)).add_(torch.roll(X, (-d, -d), dims))
+        for d in range(-self.radius, self.radius + 1):
+            if d:
+                idx = (((i[:, None] - d) % n) * n + (i[None] - d) % n).reshape(-1)
+                out.add_(X.index_select(dim, idx))
         return out.mul_(1.0 / self.filter)
 
     def _avg_phase(self, X: torch.Tensor, dim: int) -> torch.Tensor:
@@ -141,7 +159,8 @@ class Conv(Layer):
         return S_new, T_new
 
     def dense(self, S, T, last: bool = False):
-        avg = lambda X: self._avg_dense(self._avg_dense(X, (0, 2)), (1, 3))
+        h, w = S.shape[0], S.shape[2]
+        avg = lambda X: self._avg_dense(self._avg_dense(X.reshape(h * h, w * w), 0), 1).reshape(h, h, w, w)
         return self._apply(S, T, avg, last)
 
     def compact(self, S, T, period, last: bool = False):
@@ -160,11 +179,11 @@ class LeakyReLU(Layer):
         return {"layer": "LeakyReLU", "negative_slope": self.negative_slope}
 
     def dense(self, S, T, last: bool = False, block: int = 8):
-        h, w = S.shape[:2]
-        d = S.reshape(h * w, h * w).diagonal().reshape(h, w).clone()
+        h, w = S.shape[0], S.shape[2]
+        d = torch.einsum("iijj->ij", S).clone()  # (h, w) diagonal
         for i0 in range(0, h, block):
             sl = slice(i0, min(i0 + block, h))
-            norm = (d[sl, :, None, None] * d[None, None]).sqrt()
+            norm = (d[sl][:, None, :, None] * d[None, :, None, :]).sqrt()
             _activate_block(S[sl], None if T is None else T[sl], norm, self.negative_slope)
         return S, T
 
@@ -241,16 +260,16 @@ class Up(Layer):
         return period[0] * 2, period[1] * 2
 
     def dense(self, S, T, last: bool = False):
-        h, w = S.shape[:2]
+        h, w = S.shape[0], S.shape[2]
         iy, wy = up_taps(self.mode, h)
         ix, wx = up_taps(self.mode, w)
 
         def up(X):
             if X is None:
                 return None
-            for dim in (0, 2):
+            for dim in (0, 1):
                 X = _index_axis(X, dim, iy, wy)
-            for dim in (1, 3):
+            for dim in (2, 3):
                 X = _index_axis(X, dim, ix, wx)
             return X
 
@@ -280,6 +299,47 @@ class Up(Layer):
                 terms_i.append(flat.reshape(-1))
                 terms_w.append(weight.reshape(-1))
         return np.stack(terms_i), np.stack(terms_w)
+
+    def fused_index(self, P: int, n: int, conv: Optional["Conv"], phases: Optional[np.ndarray] = None):
+        """Gather (idx, weight) of Up followed by ``conv`` on one axis (conv None: Up alone).
+
+        The conv averages over output phases a + δ, so Conv∘Up is one weighted gather from the
+        smaller pre-Up array. ``phases`` restricts the output phases (streaming); default all 2P.
+        """
+        idx, wt = self.compact_index(P, n)
+        a = np.arange(2 * P) if phases is None else np.asarray(phases)
+        r = 0 if conv is None else conv.radius
+        q = 1 if conv is None else conv.filter
+        terms_i, terms_w = [], []
+        for d in range(-r, r + 1):
+            rows = ((((a + d) % (2 * P))[:, None]) * (2 * n) + np.arange(2 * n)[None]).reshape(-1)
+            terms_i.append(idx[:, rows])
+            terms_w.append(wt[:, rows] / q)
+        return np.concatenate(terms_i), np.concatenate(terms_w)
+
+    def compact_fused(self, S, T, period, conv: Optional["Conv"], last: bool = False,
+                      phases_y: Optional[np.ndarray] = None, st_sum: Optional[torch.Tensor] = None):
+        """Up (then ``conv`` if given) on the compact form: Σ ← WUΣ, Θ ← WU(Σ + Θ).
+
+        ``st_sum``: Σ + Θ precomputed once by a caller that streams many blocks."""
+        Py, h, Px, w = S.shape
+        iy, wy = self.fused_index(Py, h, conv, phases_y)
+        ix, wx = self.fused_index(Px, w, conv)
+        n_py = (2 * Py) if phases_y is None else len(phases_y)
+
+        def up(X):
+            if X is None:
+                return None
+            Xf = X.reshape(Py * h, Px * w)
+            Xf = _index_axis(Xf, 0, iy, wy)
+            Xf = _index_axis(Xf, 1, ix, wx)
+            return Xf.reshape(n_py, 2 * h, 2 * Px, 2 * w)
+
+        if conv is None:
+            return up(S), up(T), (2 * Py, 2 * Px)
+        T_new = up(st_sum if st_sum is not None else (S if T is None else S + T))
+        S_new = None if last else up(S)
+        return S_new, T_new, (2 * Py, 2 * Px)
 
     def compact(self, S, T, period, last: bool = False, phases_y: Optional[np.ndarray] = None):
         """Upsample the compact form; ``phases_y`` restricts the output y-phases (streaming)."""
@@ -383,8 +443,14 @@ class Serial:
                 ) from None
         return cur
 
-    def last_conv_index(self) -> int:
-        return max(k for k, l in enumerate(self.layers) if isinstance(l, Conv))
+    def final_conv_index(self) -> int:
+        """Index of the last layer when it is a Conv (its Σ is never needed), else −1."""
+        return len(self.layers) - 1 if isinstance(self.layers[-1], Conv) else -1
+
+    def tail_start(self) -> int:
+        """Index of the last Up layer (−1 without one): the layers from there on are streamed."""
+        ups = [k for k, l in enumerate(self.layers) if isinstance(l, Up)]
+        return ups[-1] if ups else -1
 
 
 def check_shape(shape: Any) -> Shape:
