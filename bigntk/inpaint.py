@@ -117,7 +117,7 @@ def inpaint(image: Any, mask: Any = None, *, method: str = "cntk", levels: int =
     arch : a ``bigntk.kernels.cntk`` architecture (overrides levels/filter/upsample for cntk).
     solver : "auto" | "direct" | "eigenpro" | "cg" (cntk).
     prior : "stationary" (default; exact compact kernel) | "meshgrid" | "identity" (dense, small images).
-    ridge : relative ridge λ / mean(diag K_SS) (cntk; default 1e-6 for direct).
+    ridge : relative ridge λ / mean(diag K_SS) (cntk; default 1e-3).
     epochs : iterations/epochs of the iterative solvers (cntk) or of Adam (dip: ``iterations``).
     device, dtype : see ``bigntk.backend``.
     cache_dir : kernel cache directory (default: user cache dir, or ``$BIGNTK_KERNEL_CACHE``).
@@ -132,7 +132,7 @@ def inpaint(image: Any, mask: Any = None, *, method: str = "cntk", levels: int =
     """
     img, observed = _prepare(image, mask, marker)
     if arch is not None:
-        levels = int(getattr(arch, "levels", levels))
+        levels = int(getattr(arch, "n_down", levels))
     opts: dict[str, Any] = dict(method_options)
     if method == "cntk":
         opts.update(arch=arch, solver=solver, prior=prior, filter=filter, upsample=upsample, ridge=ridge,

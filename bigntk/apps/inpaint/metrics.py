@@ -27,7 +27,8 @@ def _check(truth: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 def psnr(truth: np.ndarray, pred: np.ndarray) -> float:
     """PSNR in dB over all pixels, data range 1.0."""
     t, p = _check(truth, pred)
-    return float(peak_signal_noise_ratio(t, np.clip(p, 0, 1), data_range=1.0))
+    with np.errstate(divide="ignore"):  # identical images: inf, without a warning
+        return float(peak_signal_noise_ratio(t, np.clip(p, 0, 1), data_range=1.0))
 
 
 def ssim(truth: np.ndarray, pred: np.ndarray) -> float:

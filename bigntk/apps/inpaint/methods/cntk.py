@@ -7,8 +7,9 @@ C right-hand sides of one solve):
 
     α = (K_SS + λ I)⁻¹ Y_S,        Ŷ_U = K_US α,        Ŷ_S = Y_S (observed pixels untouched).
 
-λ = ``ridge`` × mean(diag K_SS): the CNTK is exactly singular (see ``bigntk.kernels.cntk``), so
-the direct solve uses a tiny relative ridge (default 1e-6) in float64.
+λ = ``ridge`` × mean(diag K_SS): the CNTK is exactly singular (see ``bigntk.kernels.cntk``) and
+stored in float32, so solves use a small relative ridge (default 1e-3; with 1e-6 the float32
+rounding of K_SS was amplified into garbage for bilinear kernels at 128², 8k observed pixels).
 
 Kernels depend only on (architecture, prior, padded size), not on the pixels: they are built
 once into a zarr store in a cache directory (default ``platformdirs.user_cache_dir("bigntk") /
@@ -66,7 +67,7 @@ def _arch_key(arch) -> str:
 
 
 def get_kernel(arch, shape: tuple[int, int], prior: str = "stationary", cache_dir=None,
-               progress: bool = True) -> tuple[Any, dict]:
+               progress: bool = True, device=None, dtype=None) -> tuple[Any, dict]:
     """Kernel for (arch, prior, shape) from the cache directory, built (and stored) on first use.
 
     Returns ``(kernel, info)`` with ``info = {"kernel_store": path, "kernel_cached": bool,
@@ -83,11 +84,14 @@ def get_kernel(arch, shape: tuple[int, int], prior: str = "stationary", cache_di
     H, W = (int(s) for s in shape)
     cache = kernel_cache_dir(cache_dir)
     t0 = time.perf_counter()
-    if prior == "stationary":
-        key = _cntk.kernel_key(arch, prior, (H, W))
-        path = cache / f"{key}.zarr"
+    if prior in ("stationary", "identity"):  # exact compact / window form, zarr store
+        dt = resolve_dtype(dtype)
+        form = "window" if _cntk.window_condition(arch, (H, W), prior) else "full"
+        key = _cntk.kernel_key(arch, (H, W), prior, form=form, dtype=dt)
+        path = cache / f"cntk-{key[:16]}.zarr"
         cached = path.exists()
-        kernel = _cntk.open_kernel(path) if cached else _cntk.compact_kernel(arch, (H, W), prior=prior, store=path)
+        kernel = _cntk.compact_kernel(arch, (H, W), prior=prior, store=path, form=form, device=device,
+                                      dtype=dt, progress=progress)
         form = "window" if isinstance(kernel, _cntk.WindowKernel) else "compact"
     else:
         import zarr
@@ -108,3 +112,91 @@ def get_kernel(arch, shape: tuple[int, int], prior: str = "stationary", cache_di
         form = "dense"
     return kernel, {"kernel_store": str(path), "kernel_cached": bool(cached), "kernel_form": form,
                     "kernel_time_s": time.perf_counter() - t0}
+
+
+def _operator(kernel: Any, shape: tuple[int, int], device, dtype):
+    """A ``bigntk.operators`` kernel operator over ALL pixels (fast polyphase matvec when possible)."""
+    from ....operators import CNTKOperator, DenseOperator, PolyphaseCNTKOperator
+
+    if isinstance(kernel, torch.Tensor) or isinstance(kernel, np.ndarray):
+        return DenseOperator(kernel, device=device, dtype=dtype)
+    if getattr(kernel, "C_window", None) is not None:  # window form: one-GEMM polyphase products
+        return PolyphaseCNTKOperator.from_kernel(kernel, device=device, dtype=dtype)
+    return CNTKOperator(kernel, device=device, dtype=dtype)
+
+
+def _solve_direct(op, S: np.ndarray, Y: torch.Tensor, ridge: float) -> tuple[torch.Tensor, dict]:
+    from ....solvers.direct import NotPositiveDefiniteError, solve_direct
+
+    K = op.block(S, S).to(ACCUM_DTYPE)
+    scale = float(K.diagonal().mean())
+    lam = ridge * scale
+    for _ in range(4):
+        try:
+            alpha = solve_direct(K.clone(), Y, ridge=lam)
+            return alpha, {"ridge_abs": lam}
+        except NotPositiveDefiniteError:
+            lam = max(lam * 100.0, 1e-10 * scale)
+    raise NotPositiveDefiniteError(f"K_SS is not positive definite even with ridge {lam:.3g}; raise ridge")
+
+
+def _solve_iterative(op, S: np.ndarray, Y: torch.Tensor, solver: str, ridge: float, epochs: int | None,
+                     seed: int, progress: bool, tol: float, rank: int | str = "auto") -> tuple[torch.Tensor, dict]:
+    """EigenPro or deflated Nyström-preconditioned CG (``bigntk.solvers``) on K_SS."""
+    from ....solvers.cg import ConjugateGradient
+    from ....solvers.eigenpro import EigenPro
+
+    sub = op.restrict(torch.as_tensor(S, device=op.device))
+    lam = ridge * float(sub.diag().double().mean())
+    if solver == "eigenpro":
+        res = EigenPro(epochs=epochs or 10, ridge=lam, seed=seed, progress=progress).fit(sub, Y)
+        return res.alpha.to(ACCUM_DTYPE), {"iterations": len(res.history), "stopped": res.stopped,
+                                            "ridge_abs": lam}
+    res = ConjugateGradient(max_iter=epochs or 100, tol=tol, ridge=lam, rank=rank, seed=seed,
+                            progress=progress).fit(sub, Y)
+    last = res.history[-1] if res.history else {}
+    return res.alpha.to(ACCUM_DTYPE), {"iterations": res.iterations, "stopped": res.stopped, "ridge_abs": lam,
+                                        "final": last}
+
+
+def fill(image: np.ndarray, observed: np.ndarray, *, levels: int = 6, arch=None, solver: str = "auto",
+         prior: str = "stationary", filter: int = 3, upsample: str = "nearest", ridge: float | None = None,
+         epochs: int | None = None, device=None, dtype=None, cache_dir=None, seed: int = 0,
+         progress: bool = True, direct_max: int = DIRECT_MAX, tol: float = 1e-6, rank: int | str = "auto",
+         **_ignored) -> tuple[np.ndarray, dict]:
+    """CNTK regression fill of ``image`` (H, W, C) from ``observed`` (H, W) bool pixels.
+
+    H and W must be multiples of 2**levels (``bigntk.inpaint`` pads). Returns ``(completed, info)``;
+    info: kernel store/form/cache hit, solver, iterations, timings.
+    """
+    import time
+
+    if solver not in SOLVERS:
+        raise ValueError(f"unknown solver {solver!r}; choose one of {SOLVERS}")
+    H, W, C = image.shape
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype)
+    arch = arch if arch is not None else build_arch(levels, filter=filter, upsample=upsample)
+    kernel, info = get_kernel(arch, (H, W), prior, cache_dir, progress, device=dev, dtype=dt)
+    S = np.flatnonzero(observed.reshape(-1))
+    U = np.flatnonzero(~observed.reshape(-1))
+    if solver == "auto":
+        solver = "direct" if len(S) <= direct_max else "cg"
+    if ridge is None:
+        ridge = 1e-3  # relative; smaller ridges amplify the float32 rounding of stored kernels
+    # CG needs a float64 matvec on these ill-conditioned kernels (bigntk.solvers.cg)
+    op = _operator(kernel, (H, W), dev, ACCUM_DTYPE if solver == "cg" else dt)
+    Y = to_tensor(image.reshape(H * W, C)[S], device=dev, dtype=ACCUM_DTYPE)
+    t0 = time.perf_counter()
+    if solver == "direct":
+        alpha, sinfo = _solve_direct(op, S, Y, ridge)
+    else:
+        alpha, sinfo = _solve_iterative(op, S, Y, solver, ridge, epochs, seed, progress, tol, rank)
+    t1 = time.perf_counter()
+    out = image.reshape(H * W, C).astype(np.float32, copy=True)
+    if len(U):
+        pred = op.matmul(alpha, rows=torch.as_tensor(U, device=dev), cols=torch.as_tensor(S, device=dev))
+        out[U] = to_numpy(pred).astype(np.float32)
+    info.update(sinfo, solver=solver, ridge=ridge, operator=type(op).__name__, n_observed=int(len(S)),
+                solve_time_s=t1 - t0, predict_time_s=time.perf_counter() - t1)
+    return out.reshape(H, W, C), info

@@ -1,0 +1,128 @@
+"""Inpainting timing benchmarks (CNTK vs biharmonic) → scaling/results/bench_inpaint.json.
+
+Cases (select with --cases):
+* ``target``: a 448 × 704 RGB natural image with ~19% missing pixels in large holes and scratches,
+  CNTK with 6 levels (goal: < 60 s on 2 cores), against biharmonic;
+* ``cmp512``: CNTK vs biharmonic wall time at 512² RGB, holes mask (goal: CNTK within 2×);
+* ``hires``: 2048² RGB, large holes + 20% random missing (~3M observed pixels), window-form kernel,
+  polyphase matvec, CG for --hires-iters iterations only: time per iteration and peak RSS (goal < 8 GB).
+
+Each case is run in its own subprocess (so peak RSS is per case) and merged into the JSON by name.
+Machine: 2-core CPU, no GPU, shared with other jobs — timings are under load.
+
+    python scaling/bench_inpaint.py --cases target,cmp512 --epochs 40
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+OUT = REPO / "scaling" / "results" / "bench_inpaint.json"
+DATA = REPO.parent / "shared" / "data" / "images" / "ntk_matrix_completion"
+
+
+def natural(shape: tuple[int, int]) -> np.ndarray:
+    from skimage.transform import resize
+
+    from bigntk.apps.inpaint import io
+
+    img, _ = io.load_image(DATA / "lion.jpg") if (DATA / "lion.jpg").is_file() else (None, None)
+    if img is None:
+        from skimage import data
+
+        img = data.astronaut() / 255.0
+    return np.clip(resize(img, shape, anti_aliasing=True), 0, 1).astype(np.float32)
+
+
+def holes_mask(shape, target_missing: float, seed: int = 0) -> np.ndarray:
+    from bigntk.apps.inpaint import masks
+
+    H, W = shape
+    m = masks.combine(masks.rectangles(shape, count=4, min_side=H // 12, max_side=H // 7, seed=seed),
+                      masks.strokes(shape, count=6, width=max(3, H // 80), seed=seed + 1))
+    k = 0
+    while (~m).mean() < target_missing and k < 50:  # add scratches until the target is reached
+        k += 1
+        m &= masks.strokes(shape, count=2, width=max(3, H // 80), seed=seed + 100 + k)
+    return m
+
+
+def run_case(case: str, args) -> dict:
+    from bigntk.apps.inpaint import masks
+    from bigntk.apps.inpaint.metrics import peak_rss_gb
+    from bigntk.inpaint import inpaint
+
+    if case == "target":
+        shape, levels = (448, 704), 6
+        truth, obs = natural(shape), holes_mask(shape, 0.19)
+    elif case == "cmp512":
+        shape, levels = (512, 512), 6
+        truth, obs = natural(shape), holes_mask(shape, 0.15)
+    elif case == "hires":
+        shape, levels = (2048, 2048), args.hires_levels
+        truth = natural(shape)
+        obs = holes_mask(shape, 0.05) & masks.random_missing(shape, 0.2, seed=3)
+    else:
+        raise ValueError(case)
+    res = {"case": case, "shape": list(truth.shape), "missing_fraction": float((~obs).mean()),
+           "n_observed": int(obs.sum())}
+    if case != "hires":
+        _, rb = inpaint(truth, obs, method="biharmonic", truth=truth, return_report=True)
+        res["biharmonic"] = {k: rb[k] for k in ("psnr", "ssim", "psnr_missing", "time_s")}
+    epochs = args.hires_iters if case == "hires" else args.epochs
+    t0 = time.perf_counter()
+    _, rc = inpaint(truth, obs, method="cntk", levels=levels, solver="cg", epochs=epochs, truth=truth,
+                    rank=args.rank if args.rank == "auto" else int(args.rank),
+                    return_report=True, progress=False, cache_dir=args.cache_dir)
+    res["cntk"] = {k: rc[k] for k in ("psnr", "ssim", "psnr_missing", "time_s")}
+    res["cntk"].update(levels=levels, cg_iterations=epochs, rank=args.rank, wall_s=time.perf_counter() - t0,
+                       info={k: rc["info"].get(k) for k in ("kernel_form", "kernel_cached", "kernel_time_s",
+                                                            "solve_time_s", "predict_time_s", "final")})
+    res["peak_rss_gb"] = peak_rss_gb()
+    return res
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cases", default="target,cmp512")
+    ap.add_argument("--epochs", type=int, default=40, help="CG iterations (target, cmp512)")
+    ap.add_argument("--hires-iters", type=int, default=2)
+    ap.add_argument("--hires-levels", type=int, default=6)
+    ap.add_argument("--rank", default="auto", help="Nyström preconditioner rank of CG")
+    ap.add_argument("--cache-dir", default=None)
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        print("RESULT " + json.dumps(run_case(args.child, args)), flush=True)
+        return 0
+    data = json.loads(OUT.read_text()) if OUT.is_file() else {"cases": {}}
+    data["meta"] = {"machine": f"{platform.machine()} 2-core CPU, no GPU, shared with other jobs (timings under load)"}
+    for case in args.cases.split(","):
+        cmd = [sys.executable, __file__, "--child", case, "--epochs", str(args.epochs), "--hires-iters",
+               str(args.hires_iters), "--hires-levels", str(args.hires_levels), "--rank", str(args.rank)]
+        if args.cache_dir:
+            cmd += ["--cache-dir", args.cache_dir]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+        if proc.returncode or not line:
+            print(f"{case}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
+            data["cases"][case] = {"case": case, "error": proc.stderr[-500:]}
+        else:
+            data["cases"][case] = json.loads(line[0][7:])
+            print(json.dumps(data["cases"][case], indent=1), flush=True)
+        OUT.parent.mkdir(parents=True, exist_ok=True)
+        OUT.write_text(json.dumps(data, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
