@@ -15,8 +15,7 @@ polyphase CNTK operator does). Design follows GPyTorch's LinearOperator and Falk
 from __future__ import annotations
 
 import hashlib
-import math
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -172,6 +171,15 @@ class SubOperator(KernelOperator):
         self.index = as_index(idx, parent.n, parent.device)
         super().__init__(self.index.numel(), device=parent.device, dtype=parent.dtype,
                          memory_budget=parent.memory_budget)
+
+    @property
+    def entries_evaluated(self) -> int:  # counted on the parent, which does the work
+        return self.parent.entries_evaluated
+
+    @entries_evaluated.setter
+    def entries_evaluated(self, value: int) -> None:
+        if value:
+            self.parent.entries_evaluated = value
 
     def _block(self, rows, cols):
         return self.parent._block(self.index[rows], self.index[cols])

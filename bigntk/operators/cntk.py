@@ -6,8 +6,9 @@ The compact CNTK (``bigntk.kernels.cntk``) is stationary up to a period P = 2^s:
 
 * :class:`CNTKOperator` serves tiles from any such compact kernel object (in memory or zarr-backed)
   through its ``block(idx, jdx)`` / ``diag()`` methods, restricted to observed pixels.
-* :class:`PolyphaseCNTKOperator` uses the *window form*: with nearest upsampling every kernel row equals a
-  constant c_far outside the window |v| ≤ P − 1, so with W[a, b, v] = C[a, b, v] − c_far inside the window
+* :class:`PolyphaseCNTKOperator` uses the *window form* (``bigntk.kernels.cntk.WindowKernel``): with nearest
+  upsampling every kernel row equals a constant c_far outside the window |v| ≤ P − 1, and the window
+  stores the deviation W[a, b, v] = C[a, b, v] − c_far inside it, so
 
       (Kα)(u) = Σ_{|v| ≤ P−1} W[u mod P, v] α(u + v)  +  c_far · Σ α.
 
@@ -26,7 +27,7 @@ import numpy as np
 import torch
 
 from .. import backend
-from .base import KernelOperator, as_index
+from .base import KernelOperator
 
 __all__ = ["CNTKOperator", "PolyphaseCNTKOperator", "observed_index"]
 
@@ -53,6 +54,8 @@ class CNTKOperator(KernelOperator):
 
     def __init__(self, compact: Any, observed: Any = None, *, device=None, dtype=None,
                  memory_budget: int | None = None):
+        if device is None and hasattr(compact, "device"):
+            device = compact.device
         self.compact = compact
         n_pix = _n_pixels(compact)
         obs = np.arange(n_pix) if observed is None else observed_index(observed)
@@ -85,8 +88,8 @@ class PolyphaseCNTKOperator(KernelOperator):
     Parameters
     ----------
     window : array (P, P, 2P − 1, 2P − 1)
-        window[a, b, va + P − 1, vb + P − 1] = K[(i, j), (i + va, j + vb)] for i ≡ a, j ≡ b (mod P),
-        the kernel values themselves (c_far included).
+        window[a, b, va + P − 1, vb + P − 1] = K[(i, j), (i + va, j + vb)] − c_far for i ≡ a, j ≡ b (mod P)
+        (the deviation from c_far: the public ``C_window`` layout of ``bigntk.kernels.cntk``).
     c_far : float
         The constant value of every kernel entry outside the window.
     image_shape : (H, W), both multiples of P and at least 2P (so the window does not wrap).
@@ -111,7 +114,7 @@ class PolyphaseCNTKOperator(KernelOperator):
         self.P, self.image_shape, self.c_far = P, (H, W), float(c_far)
         self.pixels = torch.as_tensor(obs, dtype=torch.int64, device=dev)
         self.window = Wn
-        self._gemm = self._gemm_matrix(Wn - self.c_far).to(dt)  # (P², 9P²)
+        self._gemm = self._gemm_matrix(Wn).to(dt)  # (P², 9P²)
 
     @staticmethod
     def _gemm_matrix(Wd: torch.Tensor) -> torch.Tensor:
@@ -164,13 +167,18 @@ class PolyphaseCNTKOperator(KernelOperator):
         a = (i % P)[:, None].expand_as(va)
         b = (j % P)[:, None].expand_as(va)
         vals = self.window[a, b, (va + P - 1).clamp(0, 2 * P - 2), (vb + P - 1).clamp(0, 2 * P - 2)]
-        return torch.where(inside, vals, torch.full_like(vals, self.c_far)).to(self.dtype)
+        return (torch.where(inside, vals, torch.zeros_like(vals)) + self.c_far).to(self.dtype)
 
     def diag(self) -> torch.Tensor:
         H, W = self.image_shape
         P = self.P
         i, j = self.pixels // W, self.pixels % W
-        return self.window[i % P, j % P, P - 1, P - 1].to(self.dtype)
+        return (self.window[i % P, j % P, P - 1, P - 1] + self.c_far).to(self.dtype)
+
+    @classmethod
+    def from_kernel(cls, kernel: Any, observed: Any = None, **kw) -> "PolyphaseCNTKOperator":
+        """From a ``bigntk.kernels.cntk.WindowKernel`` (``C_window``, ``c_far``, ``image_shape``)."""
+        return cls(kernel.C_window, kernel.c_far, kernel.image_shape, observed, **kw)
 
 
 def _centred(d: torch.Tensor, m: int) -> torch.Tensor:

@@ -11,7 +11,7 @@ K[j, j'] = κ_d(ρ_jj'), ρ the normalised prior Gram (nugget τ included on the
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -48,22 +48,36 @@ class NTKOperator(_NTKMixin, KernelOperator):
     prior : Prior or array (p, n)
         Anything ``bigntk.priors.as_prior`` accepts; tiles use ``prior.gram(rows, cols)``.
     depth, activation, negative_slope : the network (see ``bigntk.kernels.ntk.ntk``).
-    gram_dtype : dtype of the ρ tile (float64 by default: κ has an arccos whose slope is infinite at
-        ρ = 1, so float32 ρ would cost ~1e-4 relative accuracy near the diagonal).
+    ρ is formed in float64 (κ has an arccos whose slope is infinite at ρ = 1) and κ is evaluated in the
+    working dtype; explicit priors have their normalised columns cached on the device (one GEMM a tile).
     """
 
     def __init__(self, prior: Any, *, depth: int = 1, activation: str = "relu", negative_slope: float = 0.01,
-                 device=None, dtype=None, memory_budget: int | None = None, gram_dtype=torch.float64):
-        from ..priors import as_prior
+                 device=None, dtype=None, memory_budget: int | None = None):
+        from ..priors import ExplicitPrior, as_prior
 
         self.prior = as_prior(prior)
         self._init_ntk(depth, activation, negative_slope)
-        self.gram_dtype = gram_dtype
         super().__init__(self.prior.n, device=device, dtype=dtype, memory_budget=memory_budget)
+        self._zn = None
+        if isinstance(self.prior, ExplicitPrior):
+            # Cache the normalised columns once: a tile is then one float64 GEMM (p is small).
+            sq = self.prior.sq_norms(device=self.device)
+            Z = self.prior.Z.to(device=self.device, dtype=torch.float64)
+            self._zn = (Z * sq.rsqrt()[None, :]).T.contiguous()  # (n, p)
+            self._self_term = self.prior.nugget**2 / sq  # ρ_jj − z_jᵀz_j / ‖·‖² from the nugget
+
+    def _rho(self, rows, cols) -> torch.Tensor:
+        if self._zn is None:
+            return self.prior.gram(rows, cols, device=self.device)
+        rho = self._zn[rows] @ self._zn[cols].T
+        if self.prior.nugget:
+            rho = rho + (rows[:, None] == cols[None, :]) * self._self_term[rows, None]
+        return rho.clamp_(-1.0, 1.0)
 
     def _block(self, rows, cols):
-        rho = self.prior.gram(rows, cols, device=self.device, dtype=self.gram_dtype)
-        return self._kappa(rho).to(self.dtype)
+        # ρ in float64 (the GEMM is cheap); κ in the working dtype — a float64 ρ of exactly 1 stays 1.
+        return self._kappa(self._rho(rows, cols).to(self.dtype))
 
 
 class FactorisedNTKOperator(_NTKMixin, KernelOperator):
@@ -120,5 +134,5 @@ class FactorisedNTKOperator(_NTKMixin, KernelOperator):
         raw = self.raw_gram(rows, cols)
         if self.nugget:
             raw = raw + self.nugget**2 * (rows[:, None] == cols[None, :])
-        rho = raw * self._inv_norm[rows, None] * self._inv_norm[None, cols]
-        return self._kappa(rho).to(self.dtype)
+        rho = (raw * self._inv_norm[rows, None] * self._inv_norm[None, cols]).clamp_(-1.0, 1.0)
+        return self._kappa(rho.to(self.dtype))

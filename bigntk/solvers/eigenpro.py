@@ -112,7 +112,7 @@ class EigenPro:
     callback : callable(step, alpha), optional — called after every step (monitoring, tests).
     """
 
-    def __init__(self, epochs: int = 10, *, subsample_size: int | str = "auto", top_q: int | str = "auto",
+    def __init__(self, epochs: int = 20, *, subsample_size: int | str = "auto", top_q: int | str = "auto",
                  batch_size: int | str = "auto", step_size: float | str = "auto", max_batch: int | None = None,
                  ridge: float = 0.0, seed: int = 0, tol: float | None = None, val_fraction: float = 0.0,
                  patience: int = 3, checkpoint: str | None = None, checkpoint_every: int = 50,
@@ -197,7 +197,7 @@ class EigenPro:
             setup = {"sub": torch.from_numpy(arrs["sub"]), "F": torch.from_numpy(arrs["F"]).to(dev),
                      "params": attrs["params"], "m_max": attrs["m_max"], "s": attrs["s"]}
             a = torch.from_numpy(arrs["alpha"]).to(dev)
-            best = torch.from_numpy(arrs["best_alpha"]).to(dev)
+            best = torch.from_numpy(arrs["best_alpha"]).to(dev) if val.numel() else a
             epoch, step_in_epoch, gstep = attrs["epoch"], attrs["step_in_epoch"], attrs["global_step"]
             history, best_val, bad = attrs["history"], attrs["best_val"], attrs["bad_epochs"]
             ep_sq, ep_ysq = attrs["epoch_sq"], attrs["epoch_ysq"]
@@ -205,7 +205,7 @@ class EigenPro:
         else:
             setup = self._setup(op, train)
             a = torch.zeros(n, l, dtype=backend.ACCUM_DTYPE, device=dev)
-            best = a.clone()
+            best = a.clone() if val.numel() else a
             epoch = step_in_epoch = gstep = 0
             history, best_val, bad, ep_sq, ep_ysq, stopped = [], float("inf"), 0, 0.0, 0.0, ""
         p = setup["params"]
@@ -217,7 +217,9 @@ class EigenPro:
             if not self.checkpoint:
                 return
             save_checkpoint(self.checkpoint,
-                            {"alpha": backend.to_numpy(a), "best_alpha": backend.to_numpy(best),
+                            {"alpha": backend.to_numpy(a),
+                             # the best-on-held-out weights only exist with a held-out set
+                             "best_alpha": backend.to_numpy(best) if val.numel() else np.zeros((0, l)),
                              "sub": backend.to_numpy(setup["sub"]), "F": backend.to_numpy(F)},
                             {"config_hash": chash, "params": p, "m_max": setup["m_max"], "s": setup["s"],
                              "epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": gstep,
@@ -277,10 +279,7 @@ class EigenPro:
         if bar is not None:
             bar.close()
         final = best if (val.numel() and best_val < float("inf")) else a
-        if self.checkpoint:
-            a_keep = a
-            save("done")
-            a = a_keep
+        save("done")
         alpha = torch.zeros(op.n, l, dtype=backend.ACCUM_DTYPE, device=dev)
         alpha[train_d] = final
         return EigenProResult(alpha=alpha, history=history, params=dict(p), train_index=train, val_index=val,

@@ -1,0 +1,211 @@
+"""Solver / operator benchmarks → scaling/results/bench_solvers.json.
+
+Sections (each optional, pick with --only):
+  tiles     kernel entries/s of the NTK tile builder vs a plain torch.mm of the same output size
+  ntk       time-to-accuracy, direct vs EigenPro vs CG, NTK regression (n train, labels from a random ReLU net)
+  stream    streaming EigenPro, n = 100k columns × 8 outputs: set-up + a few steps, peak RSS printed
+  cntk      CNTK 320² (80% observed, real image): polyphase matvec time and CG to the PSNR plateau
+  cntk_small  the same at 64², s = 3, with the direct solve as reference
+  cntk_ridge  320² with ridge 1e-3·mean(diag K)
+
+All figures are from the machine it runs on (state it in the docs); run e.g.
+    python scaling/bench_solvers.py --only tiles ntk stream cntk
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bigntk.operators import DenseOperator, NTKOperator, PolyphaseCNTKOperator
+from bigntk.solvers import ConjugateGradient, EigenPro, solve
+
+OUT = Path(__file__).resolve().parent / "results" / "bench_solvers.json"
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "images" / "ntk_matrix_completion"
+
+
+def peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB
+
+
+def ntk_problem(n, p=20, l=3, seed=0, noise=0.1):
+    rng = np.random.default_rng(seed)
+    Z = rng.standard_normal((p, n))
+    Zn = Z / np.linalg.norm(Z, axis=0)
+    W1, W2 = rng.standard_normal((64, p)), rng.standard_normal((l, 64))
+    F = (W2 @ np.maximum(W1 @ Zn, 0)).T / 8
+    return Z, F + noise * F.std() * rng.standard_normal(F.shape)
+
+
+def bench_tiles(size=4096, p=64):
+    rng = np.random.default_rng(0)
+    op = NTKOperator(rng.standard_normal((p, size)), device="cpu", dtype="float32")
+    idx = torch.arange(size)
+    op.block(idx[:256], idx[:256])
+    t = time.perf_counter(); op.block(idx, idx); t_tile = time.perf_counter() - t
+    A, B = torch.randn(size, p), torch.randn(p, size)
+    torch.mm(A, B)
+    t = time.perf_counter(); torch.mm(A, B); t_mm = time.perf_counter() - t
+    A2 = torch.randn(size, size)
+    t = time.perf_counter(); torch.mm(A2, A2[:, :p]); t_sq = time.perf_counter() - t
+    res = {"tile": [size, size], "p": p, "ntk_tile_s": t_tile, "ntk_entries_per_s": size * size / t_tile,
+           "mm_same_output_s": t_mm, "mm_entries_per_s": size * size / t_mm,
+           "ratio_tile_vs_mm": t_tile / t_mm}
+    print(f"tiles: NTK tile {size}² in {t_tile:.3f}s = {res['ntk_entries_per_s']:.3g} entries/s; "
+          f"torch.mm same output {t_mm:.4f}s ({res['mm_entries_per_s']:.3g}/s); ratio {res['ratio_tile_vs_mm']:.1f}×")
+    return res
+
+
+def bench_ntk(n_train=5000, n_test=1000, epochs=(5, 10, 20), seed=0):
+    Z, Y = ntk_problem(n_train + n_test, seed=seed)
+    op = NTKOperator(Z, device="cpu", dtype="float32")
+    tr, te = torch.arange(n_train), torch.arange(n_train, n_train + n_test)
+    err = lambda pred: float(((pred - Y[n_train:]) ** 2).mean() / (Y[n_train:] ** 2).mean())  # noqa: E731
+    out = {"n_train": n_train, "n_test": n_test, "outputs": Y.shape[1]}
+    t = time.perf_counter()
+    Ktr = op.block(tr, tr).double()
+    Kte = op.block(te, tr).double()
+    t_kernel = time.perf_counter() - t
+    t = time.perf_counter()
+    a = solve(DenseOperator(Ktr, device="cpu", dtype="float64"), Y[:n_train], "direct")
+    t_direct = time.perf_counter() - t
+    pd = (Kte @ a).numpy()
+    out["direct"] = {"kernel_s": t_kernel, "solve_s": t_direct, "test_rel_mse": err(pd)}
+    print(f"ntk n={n_train}: direct kernel {t_kernel:.1f}s + solve {t_direct:.1f}s, test rel mse {err(pd):.4g}")
+    sub = op.restrict(tr)
+    curve = []
+    for ep in epochs:  # streamed from the operator: the kernel is re-evaluated every epoch
+        t = time.perf_counter()
+        r = EigenPro(epochs=ep, seed=seed, progress=False).fit(sub, Y[:n_train])
+        dt = time.perf_counter() - t
+        pe = (Kte @ r.alpha).numpy()
+        curve.append({"epochs": ep, "seconds": dt, "test_rel_mse": err(pe),
+                      "rel_diff_vs_direct": float(np.linalg.norm(pe - pd) / np.linalg.norm(pd)),
+                      "train_rel_mse": r.history[-1]["train_rel_mse"]})
+        print(f"  eigenpro {ep} epochs: {dt:.1f}s test {err(pe):.4g} rel diff {curve[-1]['rel_diff_vs_direct']:.3g}")
+    out["eigenpro"] = {"params": r.params, "curve": curve}
+    t = time.perf_counter()
+    r = ConjugateGradient(200, tol=1e-6, progress=False).fit(DenseOperator(Ktr, device="cpu", dtype="float64"),
+                                                              Y[:n_train])
+    dt = time.perf_counter() - t
+    pc = (Kte @ r.alpha).numpy()
+    out["cg_dense_kernel"] = {"seconds": dt, "iterations": r.iterations, "test_rel_mse": err(pc),
+                              "rel_diff_vs_direct": float(np.linalg.norm(pc - pd) / np.linalg.norm(pd))}
+    print(f"  cg (held kernel) {r.iterations} it {dt:.1f}s test {err(pc):.4g}")
+    return out
+
+
+class _Stop(Exception):
+    pass
+
+
+def bench_stream(n=100_000, outputs=8, steps=3, batch=1024, subsample=2000):
+    Z, _ = ntk_problem(n, p=20, l=1)
+    Y = np.random.default_rng(1).standard_normal((n, outputs)).astype(np.float32)
+    op = NTKOperator(Z, device="cpu", dtype="float32", memory_budget=256 * 2**20)
+    times = []
+
+    def cb(step, a):
+        times.append(time.perf_counter())
+        if step >= steps:
+            raise _Stop
+
+    t0 = time.perf_counter()
+    try:
+        EigenPro(epochs=1, subsample_size=subsample, max_batch=batch, seed=0, progress=False, callback=cb).fit(op, Y)
+    except _Stop:
+        pass
+    setup = times[0] - t0 if times else float("nan")
+    per_step = (times[-1] - times[0]) / max(len(times) - 1, 1)
+    res = {"n": n, "outputs": outputs, "batch": batch, "subsample": subsample, "steps_run": len(times),
+           "first_step_incl_setup_s": setup, "seconds_per_step": per_step,
+           "entries_per_step": batch * n + subsample * batch,
+           "epoch_estimate_s": per_step * n / batch, "peak_rss_gb": peak_rss_gb(),
+           "dense_kernel_gb_float32": n * n * 4 / 2**30}
+    print(f"stream n={n} × {outputs}: {len(times)} steps, {per_step:.1f}s/step (batch {batch}), "
+          f"epoch ≈ {res['epoch_estimate_s']:.0f}s, peak RSS {res['peak_rss_gb']:.2f} GB "
+          f"(dense kernel would be {res['dense_kernel_gb_float32']:.0f} GB)")
+    return res
+
+
+def bench_cntk(size=320, levels=6, observed=0.8, max_iter=100, rank=50, ridge_rel=0.0):
+    from PIL import Image
+
+    from bigntk.kernels import cntk
+
+    img = np.asarray(Image.open(DATA / "barbara_GT.png").convert("L"), dtype=np.float64) / 255.0
+    img = img[:size, :size]
+    t = time.perf_counter()
+    win = cntk.compact_kernel(cntk.dip(levels), (size, size), form="window", device="cpu")
+    t_kernel = time.perf_counter() - t
+    mask = np.random.default_rng(0).random((size, size)) < observed
+    op = PolyphaseCNTKOperator.from_kernel(win, mask, device="cpu", dtype="float64")
+    op32 = PolyphaseCNTKOperator.from_kernel(win, mask, device="cpu", dtype="float32")
+    y = img.reshape(-1)[op.pixels.numpy()]
+    for o in (op, op32):
+        o.matmul(y)
+    t = time.perf_counter(); op32.matmul(y); t32 = time.perf_counter() - t
+    t = time.perf_counter(); op.matmul(y); t64 = time.perf_counter() - t
+    unobs = np.flatnonzero(~mask.reshape(-1))
+    full = PolyphaseCNTKOperator.from_kernel(win, None, device="cpu", dtype="float64")
+
+    def psnr(alpha):
+        pred = full.matmul(alpha, rows=unobs, cols=op.pixels).numpy().reshape(-1)
+        return float(10 * np.log10(1.0 / np.mean((np.clip(pred, 0, 1) - img.reshape(-1)[unobs]) ** 2)))
+
+    curve = []
+    t = time.perf_counter()
+
+    def monitor(it, x):  # PSNR on the missing pixels every 10 iterations (not timed)
+        nonlocal t
+        if it % 10 == 0:
+            t_pause = time.perf_counter()
+            a = torch.zeros(op.n, x.shape[1], dtype=torch.float64)
+            a[:] = x
+            curve.append({"iteration": it, "seconds": t_pause - t0_ref[0], "psnr_db": psnr(a)})
+            print(f"  it {it}: {curve[-1]['seconds']:.1f}s PSNR {curve[-1]['psnr_db']:.2f} dB", flush=True)
+            t0_ref[0] += time.perf_counter() - t_pause
+
+    t0_ref = [time.perf_counter()]
+    ridge = ridge_rel * float(op.diag().mean())
+    r = ConjugateGradient(max_iter, tol=1e-8, rank=rank, ridge=ridge, seed=0, progress=False,
+                          callback=monitor).fit(op, y)
+    dt = time.perf_counter() - t0_ref[0]
+    res = {"shape": [size, size], "levels": levels, "observed": int(op.n), "kernel_window_s": t_kernel,
+           "matvec_float32_s": t32, "matvec_float64_s": t64, "cg_seconds_excl_monitoring": dt,
+           "cg_iterations": r.iterations, "cg_stopped": r.stopped, "psnr_unobserved_db": psnr(r.alpha),
+           "psnr_curve": curve, "nystrom_rank": rank, "ridge_rel": ridge_rel}
+    if op.n <= 6000:  # reference: the direct solve (tiny ridge) where it fits
+        t = time.perf_counter()
+        a = solve(op, y, "direct", ridge=1e-6 * float(op.diag().mean()))
+        res["direct_seconds"], res["direct_psnr_db"] = time.perf_counter() - t, psnr(a)
+    print(f"cntk {size}² s={levels}: window {t_kernel:.2f}s, matvec f32 {t32*1e3:.0f} ms / f64 {t64*1e3:.0f} ms; "
+          f"CG {r.iterations} it in {dt:.1f}s ({r.stopped}), PSNR on missing pixels {res['psnr_unobserved_db']:.2f} dB")
+    return res
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--only", nargs="*", default=["tiles", "ntk", "stream", "cntk", "cntk_small"])
+    ap.add_argument("--ntk-n", type=int, default=5000)
+    args = ap.parse_args()
+    results = json.loads(OUT.read_text()) if OUT.exists() else {}
+    results["machine"] = {"cpus": torch.get_num_threads(), "cuda": torch.cuda.is_available(),
+                          "torch": torch.__version__, "note": "shared 2-core CPU, other jobs running (under load)"}
+    for name in args.only:
+        fn = {"tiles": bench_tiles, "ntk": lambda: bench_ntk(args.ntk_n), "stream": bench_stream,
+              "cntk": bench_cntk, "cntk_small": lambda: bench_cntk(64, levels=3, max_iter=50),
+              "cntk_ridge": lambda: bench_cntk(max_iter=50, ridge_rel=1e-3)}[name]
+        results[name] = fn()
+        OUT.parent.mkdir(parents=True, exist_ok=True)
+        OUT.write_text(json.dumps(results, indent=1, default=float))
+    print(f"wrote {OUT}")
+
+
+if __name__ == "__main__":
+    main()

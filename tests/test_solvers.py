@@ -1,0 +1,247 @@
+"""Solvers: EigenPro and CG against the direct solve, checkpoint/resume (SIGKILL), auto dispatch."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bigntk.operators import DenseOperator, NTKOperator, PolyphaseCNTKOperator
+from bigntk.solvers import (CheckpointMismatchError, ConjugateGradient, EigenPro, KernelRegressor,
+                            eigenpro_parameters, solve)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def ntk_problem(n, p=10, l=3, seed=0, noise=0.0):
+    """NTK Gram of a random prior and labels from a small random ReLU net of the prior (+ noise)."""
+    rng = np.random.default_rng(seed)
+    Z = rng.standard_normal((p, n))
+    Zn = Z / np.linalg.norm(Z, axis=0)
+    W1, W2 = rng.standard_normal((32, p)), rng.standard_normal((l, 32))
+    F = (W2 @ np.maximum(W1 @ Zn, 0)).T / 8
+    Y = F + noise * F.std() * rng.standard_normal(F.shape)
+    K = NTKOperator(Z, device="cpu", dtype="float64").to_dense().numpy()
+    return K, Y
+
+
+@pytest.fixture(scope="module")
+def noisy():
+    return ntk_problem(1000, noise=0.2)
+
+
+def test_eigenpro_default_test_error_within_10pct_of_direct(noisy):
+    K, Y = noisy
+    tr, te = np.arange(800), np.arange(800, 1000)
+    direct = KernelRegressor(DenseOperator(K, device="cpu", dtype="float64"), solver="direct")
+    ep = KernelRegressor(DenseOperator(K, device="cpu", dtype="float32"), solver="eigenpro", seed=0, progress=False)
+    err_d = ((direct.fit(Y[tr], train=tr).predict(te) - Y[te]) ** 2).mean()
+    err_e = ((ep.fit(Y[tr], train=tr).predict(te) - Y[te]) ** 2).mean()
+    assert err_e <= 1.10 * err_d, (err_e, err_d)
+    hist = ep.history_
+    assert len(hist) == 20 and hist[-1]["train_rel_mse"] < hist[0]["train_rel_mse"]
+
+
+def test_eigenpro_converges_to_direct_solution():
+    K, Y = ntk_problem(500, seed=1)
+    op = DenseOperator(K, device="cpu", dtype="float64")
+    tr, te = np.arange(400), np.arange(400, 500)
+    d = KernelRegressor(op, solver="direct", ridge=0.1).fit(Y[tr], train=tr).predict(te)
+    reg = KernelRegressor(op, solver="eigenpro", ridge=0.1, epochs=100, seed=0, progress=False)
+    e = reg.fit(Y[tr], train=tr).predict(te)
+    assert np.linalg.norm(e - d) / np.linalg.norm(d) <= 1e-3
+    curve = [h["train_rel_mse"] for h in reg.history_]
+    assert curve[-1] < 1e-2 * curve[1]
+
+
+def test_eigenpro_parameters_follow_published_formulas():
+    lam = np.array([1.0, 0.1, 0.01, 0.001, 1e-4])
+    p = eigenpro_parameters(lam, beta=2.0, n=10_000, m_max=500)
+    # q = #{λ_i > β / m_max = 0.004} = 3 (capped at s // 4 = 1 for s = 5)
+    assert p["q"] == 1 and p["lambda_q1"] == 0.1
+    assert p["batch_size"] == 20 and p["step_size"] == pytest.approx(20 / 2.0)  # m* = β/λ_{q+1} = 20
+    p = eigenpro_parameters(np.geomspace(1, 1e-6, 40), beta=1.0, n=10_000, m_max=1000)
+    assert p["critical_batch"] >= p["batch_size"] and p["step_size"] == pytest.approx(p["batch_size"])
+
+
+def test_eigenpro_holdout_early_stopping_and_validation(noisy):
+    K, Y = noisy
+    op = DenseOperator(K[:300, :300], device="cpu", dtype="float32")
+    res = EigenPro(epochs=6, val_fraction=0.2, patience=2, seed=3, progress=False).fit(op, Y[:300])
+    val = res.val_index.numpy()
+    assert len(val) == 60 and np.all(res.alpha.numpy()[val] == 0)
+    vals = [h["val_mse"] for h in res.history]
+    assert min(vals) <= vals[0] and len(res.history) <= 6
+    with pytest.raises(ValueError, match="shape"):
+        EigenPro(progress=False).fit(op, Y[:10])
+    with pytest.raises(ValueError, match="val_fraction"):
+        EigenPro(val_fraction=0.7)
+
+
+def _psd_ill_conditioned(n, seed=0):
+    rng = np.random.default_rng(seed)
+    U = np.linalg.qr(rng.standard_normal((n, n)))[0]
+    lam = 1e3 / np.arange(1, n + 1) ** 2 + 0.1  # kernel-like: fast decay, flat tail
+    return (U * lam) @ U.T + 0.5 * np.ones((n, n))  # plus a dominant constant mode
+
+
+def test_cg_matches_direct_and_preconditioning_helps():
+    K = _psd_ill_conditioned(300)
+    Y = np.random.default_rng(1).standard_normal((300, 2))
+    op = DenseOperator(K, device="cpu", dtype="float64")
+    ref = solve(op, Y, "direct").numpy()
+    pcg = ConjugateGradient(400, tol=1e-10, rank=60, progress=False).fit(op, Y)
+    plain = ConjugateGradient(400, tol=1e-10, preconditioner=None, deflate_constant=False, progress=False).fit(op, Y)
+    assert np.linalg.norm(pcg.alpha.numpy() - ref) / np.linalg.norm(ref) < 1e-6
+    assert pcg.iterations < plain.iterations
+    assert pcg.history[-1]["rel_residual"] < 1e-10
+
+
+def _cntk_window_operator(levels=2, shape=(16, 16), seed=0):
+    cntk = pytest.importorskip("bigntk.kernels.cntk")
+    win = cntk.compact_kernel(cntk.dip(levels), shape, form="window", dtype="float64", device="cpu")
+    mask = np.random.default_rng(seed).random(shape) < 0.8
+    return PolyphaseCNTKOperator.from_kernel(win, mask, device="cpu", dtype="float64"), mask
+
+
+def test_cg_and_eigenpro_on_cntk_match_direct():
+    op, mask = _cntk_window_operator()
+    rgb = np.random.default_rng(2).random((op.n, 3))  # three right-hand sides
+    ridge = 1e-3 * float(op.diag().mean())
+    ref = solve(op, rgb, "direct", ridge=ridge).numpy()
+    cg = solve(op, rgb, "cg", ridge=ridge, max_iter=500, tol=1e-11, progress=False).numpy()
+    assert np.linalg.norm(cg - ref) / np.linalg.norm(ref) < 1e-6
+    # EigenPro is slow on this ill-conditioned kernel (CG is the tool here): a looser check of the fit
+    K = op.to_dense().numpy()
+    ridge = 1e-2 * float(op.diag().mean())
+    ref = solve(op, rgb, "direct", ridge=ridge).numpy()
+    ep = solve(op, rgb, "eigenpro", ridge=ridge, epochs=30, seed=0, progress=False).numpy()
+    rel = np.linalg.norm(K @ ep - K @ ref) / np.linalg.norm(K @ ref)  # fitted values
+    assert rel < 0.1
+
+
+def test_solve_dispatch_and_regressor_errors():
+    K = _psd_ill_conditioned(60) + np.eye(60)
+    op = DenseOperator(K, device="cpu", dtype="float64")
+    Y = np.arange(60.0)
+    assert isinstance(solve(op, Y, "auto", return_result=True), torch.Tensor)  # direct below direct_max
+    res = solve(op, Y, "auto", direct_max=10, return_result=True, epochs=2, progress=False)
+    assert hasattr(res, "history") and len(res.history) == 2  # EigenPro above it
+    assert solve(op, Y).shape == (60,)
+    with pytest.raises(ValueError, match="unknown solver"):
+        solve(op, Y, "magic")
+    reg = KernelRegressor(op)
+    with pytest.raises(RuntimeError, match="fit"):
+        reg.predict()
+    with pytest.raises(ValueError, match="training points"):
+        reg.fit(Y[:5], train=np.arange(6))
+    assert reg.fit(Y).predict().shape == (60,)
+
+
+def _kill_resume_fit(ckpt, sleep=0.0):
+    import time
+
+    import numpy as np
+
+    from bigntk.operators import DenseOperator
+    from bigntk.solvers import EigenPro
+
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((400, 200))
+    K = A @ A.T / 200 + 0.5
+    Y = rng.standard_normal((400, 2))
+    op = DenseOperator(K, device="cpu", dtype="float32")
+    cb = (lambda step, a: time.sleep(sleep)) if sleep else None
+    return EigenPro(epochs=8, batch_size=50, subsample_size=200, seed=5, checkpoint=ckpt, checkpoint_every=3,
+                    progress=False, callback=cb).fit(op, Y).alpha.numpy()
+
+
+SCRIPT = textwrap.dedent("""
+    import sys, numpy as np
+    sys.path.insert(0, sys.argv[4])
+    from test_solvers import _kill_resume_fit
+    np.save(sys.argv[2], _kill_resume_fit(sys.argv[1], float(sys.argv[3])))
+""")
+
+
+def _run(script, *args, wait=True):
+    cmd = [sys.executable, str(script), *map(str, args), str(Path(__file__).parent)]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "BIGNTK_DEVICE": "cpu"}
+    if wait:
+        subprocess.run(cmd, check=True, env=env, timeout=120)
+        return None
+    return subprocess.Popen(cmd, env=env)
+
+
+def test_kill_and_resume_is_bitwise_identical(tmp_path):
+    script = tmp_path / "fit.py"
+    script.write_text(SCRIPT)
+    ckpt = tmp_path / "state.zarr"
+    ref = _kill_resume_fit(None)  # uninterrupted reference (same code, this process)
+    proc = _run(script, ckpt, tmp_path / "killed.npy", 0.05, wait=False)
+    deadline = time.time() + 90
+    while not ckpt.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "killed.npy").exists(), "the run finished before it could be killed"
+    import zarr
+
+    assert zarr.open_group(str(ckpt), mode="r").attrs["status"] == "running"
+    resumed = _kill_resume_fit(str(ckpt))  # resume in a fresh call
+    assert np.array_equal(ref, resumed)
+    assert zarr.open_group(str(ckpt), mode="r").attrs["status"] == "done"
+
+
+def test_checkpoint_from_other_configuration_is_refused(tmp_path):
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((120, 60))
+    op = DenseOperator(A @ A.T / 60 + 0.5, device="cpu", dtype="float32")
+    Y = rng.standard_normal((120, 2))
+    ckpt = str(tmp_path / "c.zarr")
+    first = EigenPro(epochs=2, seed=1, checkpoint=ckpt, progress=False).fit(op, Y)
+    again = EigenPro(epochs=2, seed=1, checkpoint=ckpt, progress=False).fit(op, Y)  # finished: reloaded
+    assert torch.equal(first.alpha, again.alpha)
+    with pytest.raises(CheckpointMismatchError, match="different configuration"):
+        EigenPro(epochs=2, seed=2, checkpoint=ckpt, progress=False).fit(op, Y)
+    with pytest.raises(CheckpointMismatchError):
+        EigenPro(epochs=2, seed=1, checkpoint=ckpt, progress=False).fit(op, Y + 1)
+
+
+@pytest.mark.gpu
+def test_solvers_cpu_cuda_parity():
+    K, Y = ntk_problem(400, seed=4)
+    out = []
+    for dev in ("cpu", "cuda"):
+        op = DenseOperator(K, device=dev, dtype="float64")
+        out.append((solve(op, Y, "eigenpro", epochs=5, seed=0, progress=False).cpu().numpy(),
+                    solve(op, Y, "cg", ridge=1e-3, tol=1e-10, progress=False).cpu().numpy()))
+    for a, b in zip(*out):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-8)
+
+
+def test_complete_iterative_path_matches_direct(tmp_path):
+    from bigntk.completion import complete
+    from bigntk.priors import ExplicitPrior
+
+    rng = np.random.default_rng(7)
+    Z = rng.standard_normal((5, 300))
+    Y = rng.standard_normal((4, 300))
+    mask = np.ones_like(Y, dtype=bool)
+    mask[:, 250:] = False
+    kw = dict(dtype="float64", progress=False)
+    ref = complete(Y, mask, ExplicitPrior(Z), solver="direct", ridge=0.1, **kw)
+    cg = complete(Y, mask, ExplicitPrior(Z), solver="cg", ridge=0.1, tol=1e-12, **kw)
+    assert np.abs(cg - ref).max() <= 1e-6 * np.abs(ref).max()
+    ep = complete(Y, mask, ExplicitPrior(Z), solver="eigenpro", ridge=0.1, epochs=3, seed=0,
+                  checkpoint=str(tmp_path / "ck"), **kw)
+    assert ep.shape == Y.shape and np.array_equal(ep[mask], Y[mask])
+    assert len(list((tmp_path / "ck").glob("set-*"))) == 1  # one checkpoint group per observed column set
