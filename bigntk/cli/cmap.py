@@ -1,0 +1,127 @@
+"""``bigntk cmap ingest|synth|aggregate|cv``: CMap L1000 data to a zarr store, generator, cross-validation."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("cmap", help="CMap L1000: ingest GCT(X), synthesise, cross-validate")
+    sub = p.add_subparsers(dest="cmap_command", metavar="ACTION")
+    sub.required = True
+
+    a = sub.add_parser("ingest", help="GCTX/GCT file -> observation store")
+    a.add_argument("file", help="input .gctx or .gct")
+    a.add_argument("--store", required=True, help="output zarr store (directory)")
+    a.add_argument("--landmark-only", action="store_true", help="keep landmark genes only")
+    a.add_argument("--cell-field", default="cell_id")
+    a.add_argument("--drug-field", default="pert_id", help="column metadata field naming the drug (e.g. pert_iname)")
+    a.add_argument("--overwrite", action="store_true")
+    a.add_argument("--quiet", action="store_true")
+    a.set_defaults(func=_ingest)
+
+    s = sub.add_parser("synth", help="generate CMap-shaped data into a store (streamed)")
+    s.add_argument("--store", required=True)
+    s.add_argument("--profiles", type=int, default=20_000)
+    s.add_argument("--cells", type=int, default=71)
+    s.add_argument("--drugs", type=int, default=20_000)
+    s.add_argument("--genes", type=int, default=978)
+    s.add_argument("--dense", type=int, default=7, help="number of dense lines besides the reference")
+    s.add_argument("--chunk-rows", type=int, default=None)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--overwrite", action="store_true")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=_synth)
+
+    g = sub.add_parser("aggregate", help="one profile per (cell, drug) into a new store (streamed)")
+    g.add_argument("--store", required=True)
+    g.add_argument("--out", required=True)
+    g.add_argument("--weight", default=None, help="per-profile weight column (weighted consensus)")
+    g.add_argument("--max-mb", type=float, default=512)
+    g.add_argument("--overwrite", action="store_true")
+    g.add_argument("--quiet", action="store_true")
+    g.set_defaults(func=_aggregate)
+
+    c = sub.add_parser("cv", help="cross-validate a method on a store")
+    c.add_argument("--store", required=True)
+    c.add_argument("--method", required=True, choices=["ntk", "mean", "dnpp", "falrtc"])
+    c.add_argument("--prior", default="sparse", choices=["sparse", "onehot", "mixed-dnpp", "mixed-falrtc"])
+    c.add_argument("--scheme", default="kfold", choices=["kfold", "loco"])
+    c.add_argument("--folds", type=int, default=10)
+    c.add_argument("--rounds", type=int, default=5)
+    c.add_argument("--sparse-drugs", type=int, default=None)
+    c.add_argument("--min-drugs", type=int, default=10)
+    c.add_argument("--max-cells", type=int, default=None, help="evaluate only the first N lines (quick runs)")
+    c.add_argument("--reference", default=None, help="reference line name (default: the line with most drugs)")
+    c.add_argument("--solver", default="auto", help="NTK solver passed to bigntk.complete (e.g. direct, eigenpro)")
+    c.add_argument("--solver-kwargs", default="{}", help="JSON dict of extra solver arguments")
+    c.add_argument("--baseline-kwargs", default="{}",
+                   help='JSON per method, e.g. \'{"dnpp": {"center": false}}\' for z-scored data')
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--compare", default=None, help="JSON report of another method (same settings): paired t-test")
+    c.add_argument("--report", required=True, help="output JSON report (a .md table is written beside it)")
+    c.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 avoids oversubscription)")
+    c.add_argument("--quiet", action="store_true")
+    c.set_defaults(func=_cv)
+
+
+def _ingest(args) -> int:
+    from ..apps.cmap.ingest import ingest
+
+    st = ingest(args.file, args.store, landmark_only=args.landmark_only, cell_field=args.cell_field,
+                drug_field=args.drug_field, overwrite=args.overwrite, progress=not args.quiet)
+    print(st)
+    return 0
+
+
+def _synth(args) -> int:
+    from ..apps.cmap.synth import synthesize
+
+    st = synthesize(args.store, profiles=args.profiles, cells=args.cells, drugs=args.drugs, genes=args.genes,
+                    n_dense=args.dense, seed=args.seed, chunk_rows=args.chunk_rows, overwrite=args.overwrite,
+                    progress=not args.quiet)
+    print(st)
+    return 0
+
+
+def _aggregate(args) -> int:
+    from ..store import aggregate_to_store
+
+    st = aggregate_to_store(args.store, args.out, weight=args.weight, max_bytes=args.max_mb * 2**20,
+                            overwrite=args.overwrite, progress=not args.quiet)
+    print(st)
+    return 0
+
+
+def _cv(args) -> int:
+    import numpy as np
+    import torch
+
+    from ..apps.cmap.cv import CVSettings, cross_validate, markdown_table, paired_test
+    from ..store import aggregate, open_store
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    table = aggregate(open_store(args.store), progress=not args.quiet)
+    ref = None
+    if args.reference is not None:
+        hits = np.nonzero(table.cell_names == args.reference)[0]
+        if not hits.size:
+            raise ValueError(f"reference line {args.reference!r} not in the store")
+        ref = int(hits[0])
+    s = CVSettings(scheme=args.scheme, folds=args.folds, rounds=args.rounds, seed=args.seed, min_drugs=args.min_drugs,
+                   sparse_drugs=args.sparse_drugs, reference=ref, max_cells=args.max_cells, prior=args.prior,
+                   solver=args.solver, solver_kwargs=json.loads(args.solver_kwargs),
+                   baseline_kwargs=json.loads(args.baseline_kwargs))
+    rep = cross_validate(table, args.method, s, progress=not args.quiet)
+    comps = []
+    if args.compare:
+        other = json.loads(Path(args.compare).read_text())
+        comps = [paired_test(rep, other, m) for m in ("pearson_r", "mean_r2")]
+        rep["comparison"] = comps
+    Path(args.report).write_text(json.dumps(rep, indent=1))
+    md = markdown_table([rep], comps)
+    Path(args.report).with_suffix(".md").write_text(md + "\n")
+    print(md)
+    return 0
