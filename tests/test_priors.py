@@ -90,3 +90,25 @@ def test_as_prior_accepts_arrays_and_tensors():
     assert P.as_prior(Z).n == 5
     p = P.one_hot([0, 1])
     assert P.as_prior(p) is p
+
+
+def test_scaled_factors_reproduce_the_sparse_regime_prior_and_feed_the_operator():
+    """Column (c, d) = [w‖e_d‖m̂_c, e_d] + nugget: a scaled cell factor plus a drug factor."""
+    from bigntk.apps.cmap.priors import SparseRegimePrior
+    from bigntk.kernels import ntk
+    from bigntk.operators import FactorisedNTKOperator
+
+    rng = np.random.default_rng(0)
+    cell, drug = rng.integers(0, 4, 40), rng.integers(0, 9, 40)
+    M = rng.random((4, 7)); M /= np.linalg.norm(M, axis=1, keepdims=True)
+    E = rng.random((9, 7))
+    prior = SparseRegimePrior(cell, drug, M, E, w=0.75, nugget=1.5)
+    feats = np.vstack([0.75 * np.linalg.norm(E[drug], axis=1) * M[cell].T, E[drug].T, 1.5 * np.eye(40)])
+    np.testing.assert_allclose(prior.gram().numpy(), normalised_gram(feats), atol=1e-12)
+    f = prior.factors()
+    assert f[0].scale is not None and f[0].gram.shape == (4, 4) and f[1].gram.shape == (9, 9)
+    idx = torch.arange(40)
+    raw = sum(fb.block(idx, idx) for fb in f)
+    np.testing.assert_allclose(raw.numpy(), prior.raw_gram().numpy(), atol=1e-12)
+    op = FactorisedNTKOperator(prior, dtype="float64", device="cpu")
+    np.testing.assert_allclose(op.block(idx, idx).numpy(), ntk(prior.gram()).numpy(), atol=1e-7)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import sys
 from typing import Sequence
 
@@ -26,8 +25,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMAND_MODULES:
-        if importlib.util.find_spec(f"{__name__}.{name}") is None:  # TODO(integration): remove once all exist
-            continue
         module = importlib.import_module(f"{__name__}.{name}")
         module.register(sub)
     return parser

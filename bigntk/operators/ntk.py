@@ -106,16 +106,19 @@ class FactorisedNTKOperator(_NTKMixin, KernelOperator):
         self._init_ntk(depth, activation, negative_slope)
         super().__init__(n, device=device, dtype=dtype, memory_budget=memory_budget)
         self.nugget = float(nugget or 0.0)
-        self._labels, self._grams = [], []
+        self._labels, self._grams, self._scales = [], [], []
         sq = torch.zeros(n, dtype=torch.float64, device=self.device)
         for f in factors:
             lab = torch.as_tensor(np.asarray(f.labels), dtype=torch.int64, device=self.device)
             if lab.numel() != n:
                 raise ValueError("all factors must label the same number of columns")
             G = backend.to_tensor(f.gram, device=self.device, dtype=torch.float64) * float(f.weight) ** 2
+            s = None if getattr(f, "scale", None) is None else torch.as_tensor(
+                np.asarray(f.scale), dtype=torch.float64, device=self.device)
             self._labels.append(lab)
             self._grams.append(G)
-            sq += G.diagonal()[lab]
+            self._scales.append(s)
+            sq += G.diagonal()[lab] * (1.0 if s is None else s * s)
         #: squared norms of the (virtual) prior columns plus τ², i.e. the normaliser of ρ
         self._sq = sq + self.nugget**2
         if bool((self._sq <= 0).any()):
@@ -123,10 +126,12 @@ class FactorisedNTKOperator(_NTKMixin, KernelOperator):
         self._inv_norm = self._sq.rsqrt()
 
     def raw_gram(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-        """Σ_b w_b² G_b[g_b(rows), g_b(cols)] (float64, no nugget)."""
+        """Σ_b w_b² s_b[rows] s_b[cols] G_b[g_b(rows), g_b(cols)] (float64, no nugget)."""
         out = None
-        for lab, G in zip(self._labels, self._grams):
+        for lab, G, s in zip(self._labels, self._grams, self._scales):
             t = G.index_select(0, lab[rows]).index_select(1, lab[cols])
+            if s is not None:
+                t = t * s[rows, None] * s[None, cols]
             out = t if out is None else out.add_(t)
         return out
 

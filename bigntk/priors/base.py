@@ -15,15 +15,29 @@ Index = Optional[Any]  # None (= all columns), int array, slice-free index list 
 
 @dataclass(frozen=True)
 class GramFactor:
-    """One factorised block: raw Gram[j, j'] += weight² · gram[labels[j], labels[j']].
+    """One factorised block: raw Gram[j, j'] += weight² · s_j s_j' · gram[labels[j], labels[j']].
 
     labels : (n,) int64 numpy array, group of each column
     gram   : (g, g) float64 tensor (CPU), Gram of the group embeddings
+    scale  : optional (n,) float64 numpy array s, a per-column scale of the block (None = 1), e.g.
+             the paper's sparse-regime prior scales the cell mean of column (c, d) by ‖e_d‖
     """
 
     weight: float
     labels: np.ndarray
     gram: torch.Tensor
+    scale: Optional[np.ndarray] = None
+
+    def block(self, rows: torch.Tensor, cols: torch.Tensor, dtype: torch.dtype = ACCUM_DTYPE) -> torch.Tensor:
+        """weight² · s_r s_c · gram[labels[r], labels[c]] for index tensors ``rows``, ``cols``."""
+        dev = rows.device
+        lab = torch.as_tensor(self.labels, device=dev)
+        G = self.gram.to(device=dev, dtype=dtype)
+        out = G[lab[rows][:, None], lab[cols][None, :]] * self.weight**2
+        if self.scale is not None:
+            s = torch.as_tensor(self.scale, device=dev, dtype=dtype)
+            out = out * s[rows][:, None] * s[cols][None, :]
+        return out
 
 
 def as_index(idx: Index, n: int, device: torch.device) -> torch.Tensor:

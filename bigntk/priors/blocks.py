@@ -131,7 +131,7 @@ class ConcatPrior(Prior):
             f = p.factors()
             if f is None:
                 return None
-            out += [GramFactor(w * fb.weight, fb.labels, fb.gram) for fb in f]
+            out += [GramFactor(w * fb.weight, fb.labels, fb.gram, fb.scale) for fb in f]
         return out
 
 

@@ -22,7 +22,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ...priors import ExplicitPrior, Prior, concat, from_imputation, one_hot
+from ...priors import ExplicitPrior, GramFactor, Prior, concat, from_imputation, one_hot
 from ...baselines._common import group_means
 
 
@@ -76,6 +76,13 @@ class SparseRegimePrior(Prior):
         c, d = self._cell_t.to(dev)[idx], self._drug_t.to(dev)[idx]
         n2 = self.drug_norm.to(device=dev, dtype=dtype)[d] ** 2
         return (self.w**2) * n2 * self.cell_gram.to(device=dev, dtype=dtype).diagonal()[c] + n2
+
+    def factors(self) -> list:
+        """Gram factors: [w, cell, m̂ m̂ᵀ, scale ‖e_drug‖] and [1, drug, E Eᵀ] (the D × D drug Gram, cached)."""
+        if getattr(self, "_drug_gram", None) is None:
+            self._drug_gram = self.drug_embedding @ self.drug_embedding.T
+        scale = self.drug_norm.numpy()[self.drug]
+        return [GramFactor(self.w, self.cell, self.cell_gram, scale), GramFactor(1.0, self.drug, self._drug_gram)]
 
     def factor_parts(self) -> dict:
         """Pieces for a factorised operator: raw K = w²·(s sᵀ ∘ Gc[cell, cell]) + E[drug] E[drug]ᵀ, s = ‖e_drug‖."""
