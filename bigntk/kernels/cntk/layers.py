@@ -68,6 +68,16 @@ def up_taps(mode: str, n_in: int) -> Tuple[np.ndarray, np.ndarray]:
     raise ValueError(f"unknown upsample mode {mode!r}; choose one of {UPSAMPLE_MODES}")
 
 
+def _upsample_flat(X: Optional[torch.Tensor], iy, wy, ix, wx, out_shape) -> Optional[torch.Tensor]:
+    """Apply the separable up-sampling gathers (iy, wy) on rows and (ix, wx) on columns of the
+    flattened compact form X (Py, h, Px, w) → ``out_shape``; None passes through."""
+    if X is None:
+        return None
+    Py, h, Px, w = X.shape
+    Xf = _index_axis(X.reshape(Py * h, Px * w), 0, iy, wy)
+    return _index_axis(Xf, 1, ix, wx).reshape(out_shape)
+
+
 def _index_axis(X: torch.Tensor, dim: int, idx: np.ndarray, w: np.ndarray) -> torch.Tensor:
     """Σ_t w[t] (broadcast along ``dim``) · X.index_select(dim, idx[t])."""
     uniform = np.all(w == w.flat[0])
@@ -328,12 +338,7 @@ class Up(Layer):
         n_py = (2 * Py) if phases_y is None else len(phases_y)
 
         def up(X):
-            if X is None:
-                return None
-            Xf = X.reshape(Py * h, Px * w)
-            Xf = _index_axis(Xf, 0, iy, wy)
-            Xf = _index_axis(Xf, 1, ix, wx)
-            return Xf.reshape(n_py, 2 * h, 2 * Px, 2 * w)
+            return _upsample_flat(X, iy, wy, ix, wx, (n_py, 2 * h, 2 * Px, 2 * w))
 
         if conv is None:
             return up(S), up(T), (2 * Py, 2 * Px)
@@ -353,12 +358,7 @@ class Up(Layer):
         n_py = (2 * Py) if phases_y is None else len(phases_y)
 
         def up(X):
-            if X is None:
-                return None
-            Xf = X.reshape(Py * h, Px * w)
-            Xf = _index_axis(Xf, 0, iy, wy)
-            Xf = _index_axis(Xf, 1, ix, wx)
-            return Xf.reshape(n_py, n_out_y, 2 * Px, 2 * w)
+            return _upsample_flat(X, iy, wy, ix, wx, (n_py, n_out_y, 2 * Px, 2 * w))
 
         return up(S), up(T), (2 * Py, 2 * Px)
 
