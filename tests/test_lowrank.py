@@ -86,7 +86,10 @@ def test_held_out_entries_restored_and_not_used_for_fitting():
     Y_bad = Y.copy()
     Y_bad[val] += 100.0
     last = {}
-    kw = dict(val_fraction=0.2, seed=0, max_iter=30, patience=1000, reg_decay=1.0, alpha=1.0)
+    # fixed ridge, no momentum: the held-out error then steers nothing (the default schedule and the
+    # momentum restart are *meant* to depend on it)
+    kw = dict(val_fraction=0.2, seed=0, max_iter=30, patience=1000, reg_decay=1.0, alpha=1.0,
+              reg_schedule="decay", momentum=0.0)
     for name, data in (("clean", Y), ("bad", Y_bad)):
         res = lin_rfm_result(data, mask, callback=lambda i, Yh: last.__setitem__(name, Yh.numpy().copy()),
                              **kw)
@@ -183,3 +186,23 @@ def test_callback_sees_every_iteration_and_no_val_runs_to_max_iter():
     seen = []
     res = lin_rfm_result(Y, mask, max_iter=15, val_fraction=0.0, callback=lambda i, Yh: seen.append(i))
     assert seen == list(range(15)) and res.n_iter == 15 and res.best_iter == 14
+
+
+def test_val_schedule_and_momentum_accelerate_alpha_half():
+    # alpha = 1/2 with the old fixed-ridge, no-momentum iteration is slow; the held-out-driven ridge
+    # plus restarted momentum must reach a much smaller error on the missing entries in the same budget
+    Y, mask = low_rank_problem(seed=7)
+    kw = dict(alpha=0.5, max_iter=60, patience=1000, seed=0)
+    slow = lin_rfm(Y, mask, reg_schedule="decay", reg_decay=1.0, momentum=0.0, **kw)
+    fast = lin_rfm(Y, mask, **kw)
+    mse = lambda Z: float(((Z - Y)[~mask] ** 2).mean() / (Y[~mask] ** 2).mean())
+    assert mse(fast) < 1e-3
+    assert mse(fast) < 0.1 * mse(slow)
+
+
+def test_bad_schedule_arguments_raise():
+    Y, mask = low_rank_problem(seed=1)
+    with pytest.raises(ValueError, match="reg_schedule"):
+        lin_rfm(Y, mask, reg_schedule="cosine", max_iter=2)
+    with pytest.raises(ValueError, match="momentum"):
+        lin_rfm(Y, mask, momentum=1.0, max_iter=2)
