@@ -104,11 +104,51 @@ def test_cg_matches_direct_and_preconditioning_helps():
     assert pcg.history[-1]["rel_residual"] < 1e-10
 
 
-def _cntk_window_operator(levels=2, shape=(16, 16), seed=0):
+def test_cg_float32_sketch_preconditioner_keeps_float64_accuracy():
+    """A float32 copy of the operator may serve the Nyström sketch; the solution stays float64-exact."""
+    op, _ = _cntk_window_operator()
+    op32, _ = _cntk_window_operator(dtype="float32")
+    Y = np.random.default_rng(3).random((op.n, 2))
+    ridge = 1e-3 * float(op.diag().mean())
+    ref = solve(op, Y, "direct", ridge=ridge).numpy()
+    cg = ConjugateGradient(300, tol=1e-11, ridge=ridge, rank=40, progress=False)
+    r32 = cg.fit(op, Y, sketch_operator=op32)
+    r64 = cg.fit(op, Y)
+    plain = ConjugateGradient(300, tol=1e-11, ridge=ridge, preconditioner=None, progress=False).fit(op, Y)
+    assert np.linalg.norm(r32.alpha.numpy() - ref) / np.linalg.norm(ref) < 1e-6
+    assert r32.iterations <= r64.iterations + 2 and r32.iterations < plain.iterations
+    with pytest.raises(ValueError, match="sketch_operator"):
+        cg.fit(op, Y, sketch_operator=DenseOperator(np.eye(5)))
+
+
+def test_cg_block_jacobi_tiles_match_direct_and_beat_plain_cg():
+    from bigntk.operators.cntk import tile_blocks
+
+    op, _ = _cntk_window_operator(levels=2, shape=(24, 24))
+    Y = np.random.default_rng(4).random((op.n, 2))
+    ridge = 1e-3 * float(op.diag().mean())
+    ref = solve(op, Y, "direct", ridge=ridge).numpy()
+    blocks = tile_blocks(op.pixels, op.image_shape, 8)
+    assert sorted(np.concatenate(blocks).tolist()) == list(range(op.n)) and len(blocks) == 9
+    bj = ConjugateGradient(400, tol=1e-11, ridge=ridge, preconditioner="block_jacobi", blocks=blocks,
+                           progress=False).fit(op, Y)
+    plain = ConjugateGradient(400, tol=1e-11, ridge=ridge, preconditioner=None, progress=False).fit(op, Y)
+    assert np.linalg.norm(bj.alpha.numpy() - ref) / np.linalg.norm(ref) < 1e-6
+    assert bj.iterations < plain.iterations
+    # default contiguous chunks, with a held-out split (blocks are mapped onto the training points)
+    r = ConjugateGradient(50, ridge=ridge, preconditioner="block_jacobi", block_size=100, val_fraction=0.1,
+                          progress=False).fit(op, Y)
+    assert np.isfinite(r.alpha.numpy()).all() and r.history[0]["val_mse"] > 0
+    with pytest.raises(ValueError, match="partition"):
+        ConjugateGradient(5, ridge=ridge, preconditioner="block_jacobi", blocks=blocks[:-1],
+                          progress=False).fit(op, Y)
+
+
+def _cntk_window_operator(levels=2, shape=(16, 16), seed=0, dtype="float64"):
     cntk = pytest.importorskip("bigntk.kernels.cntk")
     win = cntk.compact_kernel(cntk.dip(levels), shape, form="window", dtype="float64", device="cpu")
     mask = np.random.default_rng(seed).random(shape) < 0.8
-    return PolyphaseCNTKOperator.from_kernel(win, mask, device="cpu", dtype="float64"), mask
+    return PolyphaseCNTKOperator.from_kernel(win, mask, device="cpu", dtype=dtype), mask
 
 
 def test_cg_and_eigenpro_on_cntk_match_direct():

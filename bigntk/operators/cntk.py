@@ -29,7 +29,7 @@ import torch
 from .. import backend
 from .base import KernelOperator
 
-__all__ = ["CNTKOperator", "PolyphaseCNTKOperator", "observed_index"]
+__all__ = ["CNTKOperator", "PolyphaseCNTKOperator", "observed_index", "tile_blocks"]
 
 
 def observed_index(mask: Any, shape: tuple[int, int] | None = None) -> np.ndarray:
@@ -179,6 +179,21 @@ class PolyphaseCNTKOperator(KernelOperator):
     def from_kernel(cls, kernel: Any, observed: Any = None, **kw) -> "PolyphaseCNTKOperator":
         """From a ``bigntk.kernels.cntk.WindowKernel`` (``C_window``, ``c_far``, ``image_shape``)."""
         return cls(kernel.C_window, kernel.c_far, kernel.image_shape, observed, **kw)
+
+
+def tile_blocks(pixels: Any, image_shape: tuple[int, int], tile: int) -> list[np.ndarray]:
+    """Partition observed points into square spatial tiles (block-Jacobi blocks for CG).
+
+    pixels : (n,) flat pixel indices of the operator's points (``op.pixels``); tile : side in pixels.
+    Returns a list of index arrays into 0..n−1 (empty tiles dropped).
+    """
+    pix = np.asarray(backend.to_numpy(pixels) if torch.is_tensor(pixels) else pixels, dtype=np.int64)
+    H, W = (int(s) for s in image_shape)
+    nt_w = -(-W // tile)
+    t = (pix // W) // tile * nt_w + (pix % W) // tile
+    order = np.argsort(t, kind="stable")
+    cuts = np.flatnonzero(np.diff(t[order])) + 1
+    return [b for b in np.split(order, cuts) if len(b)]
 
 
 def _centred(d: torch.Tensor, m: int) -> torch.Tensor:
