@@ -61,3 +61,22 @@ def test_cli_reports_bad_input(problem, capsys):
     rc = main(["lowrank", str(tmp / "missing.npy"), "--out", str(tmp / "x.npy")])
     assert rc == 2
     assert not (tmp / "x.npy").exists()
+
+
+def test_cli_passes_momentum_and_schedule(tmp_path):
+    """The acceleration knobs reach lin-RFM: plain decay without momentum is a different iteration."""
+    import numpy as np
+    from bigntk.cli import main
+
+    rng = np.random.default_rng(0)
+    Y = rng.standard_normal((40, 2)) @ rng.standard_normal((2, 30))
+    mask = rng.random(Y.shape) < 0.5
+    np.save(tmp_path / "Y.npy", np.where(mask, Y, np.nan))
+    outs = []
+    for extra in ([], ["--momentum", "0", "--reg-schedule", "decay"]):
+        out = tmp_path / f"o{len(outs)}.npy"
+        assert main(["lowrank", str(tmp_path / "Y.npy"), "--out", str(out), "--max-iter", "30", "--quiet", *extra]) == 0
+        outs.append(np.load(out))
+    np.testing.assert_array_equal(outs[0][mask], Y[mask])
+    assert not np.allclose(outs[0], outs[1])
+    assert main(["lowrank", str(tmp_path / "Y.npy"), "--out", str(tmp_path / "bad.npy"), "--momentum", "1.5", "--quiet"]) == 2

@@ -51,6 +51,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="output .npy (or .zarr) for the completion")
     p.add_argument("--alpha", type=float, default=0.5, help="lin-RFM metric power: P = M^(2 alpha)")
     p.add_argument("--reg", type=float, default=None, help="lin-RFM starting relative ridge (default 1e-2)")
+    p.add_argument("--momentum", type=float, default=None,
+                   help="lin-RFM extrapolation weight β in [0, 1), restarted when the held-out error rises (default 0.9)")
+    p.add_argument("--reg-schedule", choices=["val", "decay"], default=None,
+                   help="lin-RFM ridge schedule: follow the held-out error ('val', default) or decay geometrically")
     p.add_argument("--rank", type=int, default=10, help="factor rank for gd / als (default 10)")
     p.add_argument("--svd-rank", type=int, default=None, help="softimpute: randomised SVD of this rank")
     p.add_argument("--max-iter", type=int, default=None, help="iteration cap (method default if omitted)")
@@ -67,8 +71,9 @@ def _method_kwargs(args: argparse.Namespace) -> dict:
                 "dtype": args.dtype, "progress": not args.quiet}
     if args.method == "linrfm":
         kw["alpha"] = args.alpha
-        if args.reg is not None:
-            kw["reg"] = args.reg
+        for name in ("reg", "momentum", "reg_schedule"):
+            if getattr(args, name) is not None:
+                kw[name] = getattr(args, name)
     elif args.method in ("gd", "als"):
         kw["rank"] = args.rank
     elif args.svd_rank is not None:
