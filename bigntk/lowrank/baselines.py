@@ -103,6 +103,28 @@ def _loop(name, max_iter, patience, min_delta, tol, obs, progress):
     return stopper, bar
 
 
+def _record(it, err, U, V, best, stopper, history, callback, bar, **postfix):
+    """Book-keeping after one factor iteration: history, best iterate, callback, progress bar.
+
+    Returns (best (U, V), stop)."""
+    history.append(err)
+    is_best, stop = stopper.update(it, err)
+    if is_best:
+        best = (U.clone(), V.clone())
+    if callback is not None:
+        callback(it, U @ V.T)
+    bar.update(1)
+    bar.set_postfix(val=f"{err:.2e}", **postfix)
+    return best, stop
+
+
+def _factor_result(best, Y_np, mask_np, it, stopper, history, rank, t0) -> CompletionResult:
+    """The completion U Vᵀ of the best iterate with observed entries restored."""
+    out = to_numpy((best[0] @ best[1].T).to(torch.float64))
+    return CompletionResult(finish(out, Y_np, mask_np), it + 1, stopper.best_iter, stopper.best,
+                            history, {"rank": rank, "seconds": time.perf_counter() - t0})
+
+
 def gd_factorization_result(
     Y: Any, mask: Any | None = None, *, rank: int, step: float = 0.5, balance: float = 0.25,
     max_iter: int = 3000, val_fraction: float = 0.1, patience: int = 100, min_delta: float = 1e-4,
@@ -131,23 +153,14 @@ def gd_factorization_result(
                 # divergence (step too long for this sampling): back to the best iterate, halve the step
                 U, V = best[0].clone(), best[1].clone()
                 eta *= 0.5
-            history.append(err)
-            is_best, stop = stopper.update(it, err)
-            if is_best:
-                best = (U.clone(), V.clone())
-            if callback is not None:
-                callback(it, U @ V.T)
-            bar.update(1)
-            bar.set_postfix(val=f"{err:.2e}", step=f"{eta:.1e}")
+            best, stop = _record(it, err, U, V, best, stopper, history, callback, bar, step=f"{eta:.1e}")
             if stop:
                 break
     except KeyboardInterrupt:
         warn_interrupted("gd_factorization", it)
     finally:
         bar.close()
-    out = to_numpy((best[0] @ best[1].T).to(torch.float64))
-    return CompletionResult(finish(out, Y_np, mask_np), it + 1, stopper.best_iter, stopper.best,
-                            history, {"rank": rank, "seconds": time.perf_counter() - t0})
+    return _factor_result(best, Y_np, mask_np, it, stopper, history, rank, t0)
 
 
 def gd_factorization(Y: Any, mask: Any | None = None, **kwargs: Any) -> np.ndarray:
@@ -200,23 +213,14 @@ def als_result(
             U = _ridge_rows(V, obs.rows, obs.cols, obs.vals, m, ridge)
             V = _ridge_rows(U, obs.cols, obs.rows, obs.vals, n, ridge)
             err = obs.val_error_uv(U, V)
-            history.append(err)
-            is_best, stop = stopper.update(it, err)
-            if is_best:
-                best = (U.clone(), V.clone())
-            if callback is not None:
-                callback(it, U @ V.T)
-            bar.update(1)
-            bar.set_postfix(val=f"{err:.2e}")
+            best, stop = _record(it, err, U, V, best, stopper, history, callback, bar)
             if stop:
                 break
     except KeyboardInterrupt:
         warn_interrupted("als", it)
     finally:
         bar.close()
-    out = to_numpy((best[0] @ best[1].T).to(torch.float64))
-    return CompletionResult(finish(out, Y_np, mask_np), it + 1, stopper.best_iter, stopper.best,
-                            history, {"rank": rank, "seconds": time.perf_counter() - t0})
+    return _factor_result(best, Y_np, mask_np, it, stopper, history, rank, t0)
 
 
 def als(Y: Any, mask: Any | None = None, **kwargs: Any) -> np.ndarray:
