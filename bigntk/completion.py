@@ -25,13 +25,12 @@ from .backend import ACCUM_DTYPE, free_memory_bytes, resolve_device, resolve_dty
 from .kernels.ntk import check_activation, ntk
 from .priors import Prior, as_prior
 from .solvers.direct import solve_direct
+from .solvers.regressor import DIRECT_MAX
 
 __all__ = ["complete", "NTKCompleter", "SOLVERS"]
 
 #: Solver names accepted by ``complete`` / ``NTKCompleter``.
 SOLVERS = ("auto", "direct", "eigenpro", "cg")
-#: Largest observed set solved directly by ``solver="auto"``.
-DIRECT_MAX = 30_000
 #: Observed sets up to this size are batched together (equal sizes) into one batched Cholesky.
 _BATCH_MAX_SET = 1024
 #: float64 temporaries alive while κ is evaluated on a tile (ρ, arccos, sqrt, Σ, Θ, …).
@@ -56,8 +55,9 @@ class NTKCompleter:
     activation : "relu" or "leaky_relu"; negative_slope for the latter.
     ridge : float ≥ 0, added unscaled to the kernel diagonal.
     nugget : float ≥ 0, identity nugget τ added to the prior (the paper's code uses 1.5).
-    solver : "auto" (direct up to 30k observed columns per set, iterative above), "direct",
-        "eigenpro" or "cg" (iterative solvers; keyword arguments go to the solver).
+    solver : "auto" (direct up to ``direct_max`` observed columns per set, EigenPro above), "direct",
+        "eigenpro" or "cg" (iterative solvers; extra keyword arguments go to the solver).
+    direct_max : int, largest observed set ``solver="auto"`` solves directly (default 30 000).
     device, dtype : compute device and working dtype (see :mod:`bigntk.backend`); float64 is
         always used to accumulate the Gram.
     memory_budget : bytes for kernel tiles (default: a quarter of free memory, at most 4 GiB).
@@ -81,6 +81,7 @@ class NTKCompleter:
         dtype: Any = None,
         memory_budget: Optional[int] = None,
         progress: bool = True,
+        direct_max: int = DIRECT_MAX,
         **solver_kwargs: Any,
     ) -> None:
         self.prior = prior
@@ -94,6 +95,7 @@ class NTKCompleter:
         self.dtype = dtype
         self.memory_budget = memory_budget
         self.progress = progress
+        self.direct_max = direct_max
         self.solver_kwargs = solver_kwargs
 
     # -- setup ------------------------------------------------------------------------------
@@ -178,7 +180,7 @@ class NTKCompleter:
 
     def _solver_for(self, s: int) -> str:
         if self.solver == "auto":
-            return "direct" if s <= self.solver_kwargs.get("direct_max", DIRECT_MAX) else "eigenpro"
+            return "direct" if s <= self.direct_max else "eigenpro"
         return self.solver
 
     def _fit_batch(self, batch) -> List[_PatternFit]:

@@ -111,7 +111,7 @@ class KernelRegressor:
 
 
 def fit_ntk_iterative(completer: Any, cols: Any, Y_S: Any, *, solver: str = "eigenpro", checkpoint: Any = None,
-                      direct_max: int | None = None, progress: bool | None = None, **solver_kwargs) -> torch.Tensor:
+                      progress: bool | None = None, **solver_kwargs) -> torch.Tensor:
     """Iterative path of ``bigntk.NTKCompleter``: α for one observed column set, streamed.
 
     Builds :class:`~bigntk.operators.FactorisedNTKOperator` when the prior is factorised (CMap scale,
