@@ -9,6 +9,9 @@ Sections (each optional, pick with --only):
   cntk_ridge  320² with ridge 1e-3·mean(diag K)
   cntk_precond  320², ridge 1e-3·mean(diag K), rank-200 Nyström preconditioner sketched in float32
   cntk_bj   320², ridge 1e-3·mean(diag K), block-Jacobi preconditioner on 64 × 64 pixel tiles
+  cntk_circ 320², ridge 1e-3·mean(diag K), masked circulant preconditioner (Q = 4, the default):
+            the 320²-to-plateau-in-30-s target; PSNR after every iteration
+  cntk_circ_q  the same for Q = 1, 2, 8, 16 (set-up cost vs iterations)
 
 All figures are from the machine it runs on (state it in the docs); run e.g.
     python scaling/bench_solvers.py --only tiles ntk stream cntk
@@ -136,7 +139,7 @@ def bench_stream(n=100_000, outputs=8, steps=3, batch=1024, subsample=2000):
 
 
 def bench_cntk(size=320, levels=6, observed=0.8, max_iter=100, rank=50, ridge_rel=0.0, sketch32=False,
-               tile=None):
+               tile=None, precond="nystrom", period=None, every=10):
     from PIL import Image
 
     from bigntk.kernels import cntk
@@ -166,7 +169,7 @@ def bench_cntk(size=320, levels=6, observed=0.8, max_iter=100, rank=50, ridge_re
 
     def monitor(it, x):  # PSNR on the missing pixels every 10 iterations (not timed)
         nonlocal t
-        if it % 10 == 0:
+        if it % every == 0:
             t_pause = time.perf_counter()
             a = torch.zeros(op.n, x.shape[1], dtype=torch.float64)
             a[:] = x
@@ -176,7 +179,7 @@ def bench_cntk(size=320, levels=6, observed=0.8, max_iter=100, rank=50, ridge_re
 
     t0_ref = [time.perf_counter()]
     ridge = ridge_rel * float(op.diag().mean())
-    kw = {}
+    kw = {"preconditioner": precond, "period": period}
     if tile:  # block-Jacobi over square tiles of observed pixels (set-up timed inside CG)
         from bigntk.operators.cntk import tile_blocks
         kw = {"preconditioner": "block_jacobi", "blocks": tile_blocks(op.pixels, (size, size), tile)}
@@ -187,7 +190,8 @@ def bench_cntk(size=320, levels=6, observed=0.8, max_iter=100, rank=50, ridge_re
            "matvec_float32_s": t32, "matvec_float64_s": t64, "cg_seconds_excl_monitoring": dt,
            "cg_iterations": r.iterations, "cg_stopped": r.stopped, "psnr_unobserved_db": psnr(r.alpha),
            "psnr_curve": curve, "nystrom_rank": rank, "ridge_rel": ridge_rel,
-           "sketch_float32": sketch32, "block_jacobi_tile": tile}
+           "sketch_float32": sketch32, "block_jacobi_tile": tile, "preconditioner": precond, "period": period,
+           "total_seconds_incl_kernel": t_kernel + dt}
     if op.n <= 6000:  # reference: the direct solve (tiny ridge) where it fits
         t = time.perf_counter()
         a = solve(op, y, "direct", ridge=1e-6 * float(op.diag().mean()))
@@ -203,14 +207,19 @@ def main():
     ap.add_argument("--ntk-n", type=int, default=5000)
     args = ap.parse_args()
     results = json.loads(OUT.read_text()) if OUT.exists() else {}
+    import os
+
     results["machine"] = {"cpus": torch.get_num_threads(), "cuda": torch.cuda.is_available(),
-                          "torch": torch.__version__, "note": "shared 2-core CPU, other jobs running (under load)"}
+                          "torch": torch.__version__, "load_avg_1m": os.getloadavg()[0]}
     for name in args.only:
         fn = {"tiles": bench_tiles, "ntk": lambda: bench_ntk(args.ntk_n), "stream": bench_stream,
               "cntk": bench_cntk, "cntk_small": lambda: bench_cntk(64, levels=3, max_iter=50),
               "cntk_ridge": lambda: bench_cntk(max_iter=50, ridge_rel=1e-3),
               "cntk_precond": lambda: bench_cntk(max_iter=80, rank=200, ridge_rel=1e-3, sketch32=True),
-              "cntk_bj": lambda: bench_cntk(max_iter=80, ridge_rel=1e-3, tile=64)}[name]
+              "cntk_bj": lambda: bench_cntk(max_iter=80, ridge_rel=1e-3, tile=64),
+              "cntk_circ": lambda: bench_cntk(max_iter=15, ridge_rel=1e-3, precond="circulant", every=1),
+              "cntk_circ_q": lambda: {f"Q={q}": bench_cntk(max_iter=15, ridge_rel=1e-3, precond="circulant",
+                                                          period=q, every=1) for q in (1, 2, 8, 16)}}[name]
         results[name] = fn()
         OUT.parent.mkdir(parents=True, exist_ok=True)
         OUT.write_text(json.dumps(results, indent=1, default=float))

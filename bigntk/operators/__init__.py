@@ -5,12 +5,12 @@ tiles), ``FactorisedNTKOperator`` (gathers from small group Grams — CMap scale
 CNTK tiles over observed pixels) and ``PolyphaseCNTKOperator`` (one-GEMM CNTK matvec from the window form).
 """
 from .base import KernelOperator, SubOperator, as_index, default_memory_budget, tile_shape
-from .cntk import CNTKOperator, PolyphaseCNTKOperator, observed_index
+from .cntk import CNTKOperator, PeriodicGrid, PolyphaseCNTKOperator, observed_index
 from .dense import DenseOperator
 from .ntk import FactorisedNTKOperator, NTKOperator
 
 __all__ = [
     "KernelOperator", "SubOperator", "DenseOperator", "NTKOperator", "FactorisedNTKOperator",
-    "CNTKOperator", "PolyphaseCNTKOperator", "as_index", "tile_shape", "default_memory_budget",
+    "CNTKOperator", "PolyphaseCNTKOperator", "PeriodicGrid", "as_index", "tile_shape", "default_memory_budget",
     "observed_index",
 ]

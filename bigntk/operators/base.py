@@ -150,6 +150,13 @@ class KernelOperator:
         """The principal sub-operator ``K[idx, idx]`` (a view; nothing is computed)."""
         return SubOperator(self, idx)
 
+    def grid(self) -> Any:
+        """The periodic image grid the points live on (:class:`bigntk.operators.cntk.PeriodicGrid`), or None.
+
+        Only CNTK operators have one; the circulant preconditioner (``bigntk.preconditioners``) needs it.
+        """
+        return None
+
     def fingerprint(self) -> str:
         """Short content hash (class, n, a corner tile) used by checkpoints to refuse a different kernel."""
         k = min(self.n, 16)
@@ -189,6 +196,10 @@ class SubOperator(KernelOperator):
 
     def _matmul(self, r, c, V64):
         return self.parent._matmul(self.index[r], self.index[c], V64)
+
+    def grid(self) -> Any:
+        g = self.parent.grid()
+        return None if g is None else g.restrict(self.index)
 
     def fingerprint(self) -> str:
         h = hashlib.sha256(self.parent.fingerprint().encode())

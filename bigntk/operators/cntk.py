@@ -21,7 +21,8 @@ The compact CNTK (``bigntk.kernels.cntk``) is stationary up to a period P = 2^s:
 """
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -29,7 +30,7 @@ import torch
 from .. import backend
 from .base import KernelOperator
 
-__all__ = ["CNTKOperator", "PolyphaseCNTKOperator", "observed_index", "tile_blocks"]
+__all__ = ["CNTKOperator", "PolyphaseCNTKOperator", "PeriodicGrid", "observed_index", "tile_blocks"]
 
 
 def observed_index(mask: Any, shape: tuple[int, int] | None = None) -> np.ndarray:
@@ -40,6 +41,31 @@ def observed_index(mask: Any, shape: tuple[int, int] | None = None) -> np.ndarra
             raise ValueError(f"mask must be (H, W), got shape {m.shape}")
         return np.flatnonzero(m.reshape(-1)).astype(np.int64)
     return m.reshape(-1).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class PeriodicGrid:
+    """Where a CNTK operator's points live, and the kernel's periodic structure.
+
+    image_shape : (H, W); period : P (= 2^s), K[u + P e, v + P e] = K[u, v] on the H × W torus;
+    pixels : (n,) int64 flat pixel index of each operator point;
+    offsets : ``offsets(Q)`` → (Q, Q, H, W) float64 array k̄ with k̄[q_a, q_b, d_a, d_b] = mean over the
+        phases a ≡ q (mod Q) of K[(a_a, a_b), (a_a + d_a, a_b + d_b)] (offsets modulo H, W) — the kernel
+        averaged over shifts by multiples of Q (exact for Q = P).
+    """
+
+    image_shape: tuple[int, int]
+    period: int
+    pixels: torch.Tensor
+    offsets: Callable[[int], torch.Tensor]
+
+    def restrict(self, index: torch.Tensor) -> "PeriodicGrid":
+        return PeriodicGrid(self.image_shape, self.period, self.pixels[index.to(self.pixels.device)], self.offsets)
+
+
+def _check_period(Q: int, P: int) -> None:
+    if Q < 1 or P % Q:
+        raise ValueError(f"averaging period Q={Q} must divide the kernel period P={P}")
 
 
 class CNTKOperator(KernelOperator):
@@ -70,6 +96,22 @@ class CNTKOperator(KernelOperator):
     def diag(self) -> torch.Tensor:
         d = backend.to_tensor(self.compact.diag(), device=self.device, dtype=self.dtype).reshape(-1)
         return d[self.pixels]
+
+    def grid(self) -> PeriodicGrid | None:
+        C = getattr(self.compact, "C", None)  # (P, P, H, W), in memory or zarr
+        if C is None or len(C.shape) != 4:
+            return None
+        P = int(C.shape[0])
+
+        def offsets(Q: int) -> torch.Tensor:
+            _check_period(Q, P)
+            out = torch.zeros(Q, Q, *C.shape[2:], dtype=torch.float64)
+            for a in range(P):  # one (P, H, W) phase slab at a time: bounded memory for zarr stores
+                slab = torch.as_tensor(np.asarray(C[a]), dtype=torch.float64)
+                out[a % Q] += slab.reshape(P // Q, Q, *slab.shape[1:]).sum(0)
+            return (out / (P // Q) ** 2).to(self.device)
+
+        return PeriodicGrid(tuple(int(x) for x in C.shape[2:]), P, self.pixels, offsets)
 
 
 def _n_pixels(compact: Any) -> int:
@@ -174,6 +216,20 @@ class PolyphaseCNTKOperator(KernelOperator):
         P = self.P
         i, j = self.pixels // W, self.pixels % W
         return (self.window[i % P, j % P, P - 1, P - 1] + self.c_far).to(self.dtype)
+
+    def grid(self) -> PeriodicGrid:
+        H, W = self.image_shape
+        P = self.P
+
+        def offsets(Q: int) -> torch.Tensor:
+            _check_period(Q, P)
+            dev = self.window.reshape(P // Q, Q, P // Q, Q, 2 * P - 1, 2 * P - 1).mean(dim=(0, 2))
+            out = torch.full((Q, Q, H, W), self.c_far, dtype=torch.float64, device=self.device)
+            v = torch.arange(-(P - 1), P, device=self.device)
+            out[:, :, (v % H)[:, None], (v % W)[None, :]] += dev  # H, W ≥ 2P: no offset wraps twice
+            return out
+
+        return PeriodicGrid((H, W), P, self.pixels, offsets)
 
     @classmethod
     def from_kernel(cls, kernel: Any, observed: Any = None, **kw) -> "PolyphaseCNTKOperator":

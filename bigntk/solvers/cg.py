@@ -11,13 +11,14 @@ exact null space. Hence:
 * **deflation** of the constant mode, exactly: deflated CG (Saad, Yeung, Erhel & Guyomarc'h, SIAM J.
   Sci. Comput. 2000) with W = [1/√n] — the start x₀ solves the W-Galerkin problem and every search
   direction is kept K-orthogonal to W;
-* **Nyström preconditioner** (Frangella, Tropp & Udell, "Randomized Nyström preconditioning", SIAM J.
-  Matrix Anal. Appl. 2023): a rank-r randomized Nyström approximation U Λ̂ Uᵀ of K (one product with
-  r right-hand sides) gives P⁻¹ = U (λ̂_r + μ)(Λ̂ + μ)⁻¹ Uᵀ + (I − UUᵀ), μ = ridge (or λ̂_r when ridge = 0);
-* **block-Jacobi preconditioner** (``preconditioner="block_jacobi"``): exact Cholesky solves with the
-  diagonal blocks (K_BB + μI) over given index blocks — for local kernels such as the CNTK, blocks of
-  spatially contiguous pixels (``bigntk.operators.cntk.tile_blocks``) capture the near-field coupling that a
-  global low-rank preconditioner misses;
+* preconditioners (``bigntk.preconditioners``): ``"circulant"`` for CNTK operators on an image grid —
+  the exact inverse of the masked block-circulant surrogate (the kernel averaged over shifts by
+  multiples of Q, solved with FFTs and a Schur complement over the unobserved pixels); ``"nystrom"``
+  (randomized Nyström, Frangella, Tropp & Udell 2023) for any operator; ``"block_jacobi"`` (exact
+  solves with diagonal blocks, e.g. spatial tiles). ``"auto"``: circulant where the operator has a
+  periodic grid, else Nyström. The circulant preconditioner is applied with an inner iteration, so
+  β uses the flexible (Polak–Ribière) formula (Notay, SIAM J. Sci. Comput. 2000), which equals the
+  classic one for a fixed preconditioner;
 * early stopping on held-out points (the regulariser when ridge = 0): the held-out predictions come from
   the same product (rows = train ∪ held-out), so they cost nothing extra.
 """
@@ -32,8 +33,13 @@ import torch
 
 from .. import backend
 from ..operators.base import KernelOperator
+from ..preconditioners import (MaskedCirculantPreconditioner, block_jacobi_preconditioner,
+                              nystrom_preconditioner)
 
-__all__ = ["ConjugateGradient", "CGResult", "nystrom_preconditioner", "block_jacobi_preconditioner"]
+__all__ = ["ConjugateGradient", "CGResult", "nystrom_preconditioner", "block_jacobi_preconditioner", "PRECONDITIONERS"]
+
+#: accepted values of ``ConjugateGradient(preconditioner=...)``
+PRECONDITIONERS = ("auto", "circulant", "nystrom", "block_jacobi", None, "none")
 
 F64 = backend.ACCUM_DTYPE
 
@@ -48,62 +54,17 @@ class CGResult:
     val_index: torch.Tensor | None = None
 
 
-def nystrom_preconditioner(matmul, n: int, rank: int, mu: float, *, seed: int = 0, device=None):
-    """Randomized Nyström preconditioner (Frangella et al. 2023, Alg. 2.1 + eq. 5.3).
-
-    ``matmul(V)`` returns K @ V for V of shape (n, r). Returns (apply(R) -> P⁻¹R, eigenvalues).
-    """
-    g = torch.Generator().manual_seed(seed)
-    Omega = torch.linalg.qr(torch.randn(n, rank, generator=g, dtype=F64).to(device))[0]
-    Yk = matmul(Omega)
-    nu = float(np.finfo(np.float64).eps * max(np.sqrt(n), 1.0) * torch.linalg.matrix_norm(Yk, ord=2))
-    Yn = Yk + nu * Omega
-    C = torch.linalg.cholesky(0.5 * (Omega.T @ Yn + (Omega.T @ Yn).T))
-    B = torch.linalg.solve_triangular(C, Yn.T, upper=False).T  # Yn C⁻ᵀ
-    U, S, _ = torch.linalg.svd(B, full_matrices=False)
-    lam = (S * S - nu).clamp_min(0)
-    mu_eff = float(mu) if mu > 0 else float(lam[-1].clamp_min(1e-300))
-    scale = (lam[-1] + mu_eff) / (lam + mu_eff)
-
-    def apply(R: torch.Tensor) -> torch.Tensor:
-        UR = U.T @ R
-        return R + U @ ((scale[:, None] - 1.0) * UR)
-
-    return apply, lam
-
-
-def block_jacobi_preconditioner(block, blocks: list, mu: float):
-    """Block-Jacobi preconditioner: R ↦ (K_BB + μI)⁻¹ R_B on every index block B (blocks partition 0..n−1).
-
-    ``block(idx, idx)`` returns the tile K[idx, idx]. Returns apply(R) -> P⁻¹R (float64).
-    """
-    factors = []
-    for b in blocks:
-        Kb = block(b, b).to(F64)
-        Kb.diagonal().add_(mu)
-        L, info = torch.linalg.cholesky_ex(Kb)
-        if int(info):
-            raise ValueError(f"block of size {len(b)} is not positive definite with mu={mu:.3g}; use a ridge")
-        factors.append(L)
-
-    def apply(R: torch.Tensor) -> torch.Tensor:
-        out = torch.empty_like(R)
-        for b, L in zip(blocks, factors):
-            out[b] = torch.cholesky_solve(R[b], L)
-        return out
-
-    return apply
-
-
 class ConjugateGradient:
-    """Deflated, Nyström-preconditioned CG for (K + ridge·I) α = Y.
+    """Deflated, preconditioned CG for (K + ridge·I) α = Y.
 
     Parameters
     ----------
     max_iter : int — iteration cap.
     tol : float — stop when every column's ‖r‖/‖y‖ < tol.
     ridge : float ≥ 0.
-    preconditioner : "nystrom" | "block_jacobi" | None;  rank : Nyström rank (auto: min(200, n // 4)).
+    preconditioner : "auto" (default) | "circulant" | "nystrom" | "block_jacobi" | None (module docstring).
+    period : circulant averaging period Q (default ``bigntk.preconditioners.default_period``).
+    rank : Nyström rank (auto: min(200, n // 4)).
     blocks : for "block_jacobi", a list of index arrays over the operator's points (partitioning them);
         default: contiguous chunks of ``block_size`` points.  block_size : int (default 2048).
     deflate_constant : bool — deflate the constant mode exactly.
@@ -112,14 +73,15 @@ class ConjugateGradient:
     """
 
     def __init__(self, max_iter: int = 500, *, tol: float = 1e-8, ridge: float = 0.0,
-                 preconditioner: str | None = "nystrom", rank: int | str = "auto", deflate_constant: bool = True,
+                 preconditioner: str | None = "auto", rank: int | str = "auto", deflate_constant: bool = True,
+                 period: int | None = None,
                  blocks: list | None = None, block_size: int = 2048,
                  val_fraction: float = 0.0, patience: int = 20, seed: int = 0, progress: bool = True,
                  callback=None):
         if ridge < 0:
             raise ValueError(f"ridge must be >= 0, got {ridge}")
-        if preconditioner not in ("nystrom", "block_jacobi", None, "none"):
-            raise ValueError(f"preconditioner must be 'nystrom', 'block_jacobi' or None, got {preconditioner!r}")
+        if preconditioner not in PRECONDITIONERS:
+            raise ValueError(f"preconditioner must be one of {PRECONDITIONERS}, got {preconditioner!r}")
         if not 0.0 <= val_fraction < 0.5:
             raise ValueError(f"val_fraction must lie in [0, 0.5), got {val_fraction}")
         self.max_iter, self.tol, self.ridge = int(max_iter), float(tol), float(ridge)
@@ -128,6 +90,8 @@ class ConjugateGradient:
         self.val_fraction, self.patience, self.seed, self.progress = float(val_fraction), int(patience), int(seed), progress
         self.callback = callback
         self.blocks, self.block_size = blocks, int(block_size)
+        self.period = period
+        self.preconditioner_ = None  #: the preconditioner of the last fit (e.g. its inner_iterations)
 
     def fit(self, operator: KernelOperator, Y: Any, *, sketch_operator: KernelOperator | None = None) -> CGResult:
         """Solve for Y of shape (n, l) (or (n,)).
@@ -163,14 +127,23 @@ class ConjugateGradient:
 
         b = Yt[train]
         apply_P = lambda R: R.clone()  # noqa: E731
-        if self.preconditioner == "nystrom":
+        kind = self.preconditioner
+        if kind == "auto":
+            kind = "circulant" if op.grid() is not None else "nystrom"
+        if kind == "circulant":
+            grid = op.grid()
+            if grid is None:
+                raise ValueError("preconditioner='circulant' needs a CNTK operator on an image grid (op.grid())")
+            mu = ridge if ridge > 0 else 1e-6 * float(op.diag().to(F64).mean())
+            apply_P = MaskedCirculantPreconditioner(grid.restrict(train), mu, period=self.period)
+        elif kind == "nystrom":
             r = min(200, max(1, n // 4)) if self.rank == "auto" else int(self.rank)
             if sketch_operator is None:
                 sketch = lambda V: A_full(V)[:n] - ridge * V  # noqa: E731
             else:
                 sketch = lambda V: sketch_operator.matmul(V, rows=train, cols=train).to(F64)  # noqa: E731
             apply_P, _ = nystrom_preconditioner(sketch, n, r, ridge, seed=self.seed, device=dev)
-        elif self.preconditioner == "block_jacobi":
+        elif kind == "block_jacobi":
             pos = torch.full((op.n,), -1, dtype=torch.int64, device=dev)
             pos[train] = torch.arange(n, device=dev)
             blocks = ([torch.as_tensor(b, dtype=torch.int64, device=dev) for b in self.blocks]
@@ -181,6 +154,7 @@ class ConjugateGradient:
                 raise ValueError("blocks must partition the operator's points")
             mu = ridge if ridge > 0 else 1e-10 * float(op.diag().to(F64).mean())
             apply_P = block_jacobi_preconditioner(lambda i, j: op.block(train[i], train[j]), blocks, mu)
+        self.preconditioner_ = apply_P
         # deflation space W = [1/√n]
         if self.deflate_constant:
             W = torch.full((n, 1), 1.0 / np.sqrt(n), dtype=F64, device=dev)
@@ -242,9 +216,10 @@ class ConjugateGradient:
                 break
             if not np.isfinite(rel):
                 raise FloatingPointError("CG diverged (non-finite residual); use a float64 operator or a ridge")
-            z = apply_P(res)
+            z_old, z = z, apply_P(res)
             rz_new = (res * z).sum(0)
-            beta = torch.where(rz > 0, rz_new / rz.clamp_min(1e-300), torch.zeros_like(rz))
+            # flexible β = rᵀ(z − z_old) / r_oldᵀ z_old (r_oldᵀ z = 0 in exact arithmetic for a fixed P)
+            beta = torch.where(rz > 0, (rz_new - (res * z_old).sum(0)) / rz.clamp_min(1e-300), torch.zeros_like(rz))
             rz = rz_new
             p = deflate(z) + beta * p
         if bar is not None:

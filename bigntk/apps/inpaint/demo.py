@@ -29,7 +29,7 @@ def astronaut(size: int = 128) -> np.ndarray:
 
 
 def demo_inpainting(out_dir: str | Path, *, size: int = 128, hole: int = 20, levels: int = 5,
-                    solver: str = "cg", epochs: int = 40, device=None, progress: bool = True, verbose: bool = True) -> dict:
+                    solver: str = "cg", epochs: int = 100, device=None, progress: bool = True, verbose: bool = True) -> dict:
     """Run the demo; returns ``{"cntk": report, "biharmonic": report, "figure": path}``."""
     import matplotlib
 

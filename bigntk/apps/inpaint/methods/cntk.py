@@ -17,7 +17,9 @@ once into a zarr store in a cache directory (default ``platformdirs.user_cache_d
 
 Solvers: ``direct`` (Cholesky of K_SS; memory |S|² × 8 bytes), ``eigenpro`` / ``cg`` (the
 streaming solvers of ``bigntk.solvers`` over a CNTK operator of ``bigntk.operators``), ``auto``
-(direct when |S| ≤ ``direct_max``, else cg/eigenpro).
+(direct when |S| ≤ ``direct_max``, else cg). CG on a CNTK operator uses the masked circulant
+preconditioner (``bigntk.preconditioners``): at 320², 80% observed, it reaches the PSNR plateau in
+about 8 iterations (3–4 s on 2 cores), so direct solves only pay off for a few thousand pixels.
 """
 from __future__ import annotations
 
@@ -36,8 +38,8 @@ __all__ = ["fill", "kernel_cache_dir", "build_arch", "get_kernel", "DIRECT_MAX",
 
 SOLVERS = ("auto", "direct", "eigenpro", "cg")
 PRIORS = ("stationary", "meshgrid", "identity")
-#: ``solver="auto"`` solves directly up to this many observed pixels (K_SS of 12k² float64 ≈ 1.2 GB).
-DIRECT_MAX = 12_000
+#: ``solver="auto"`` solves directly up to this many observed pixels; above, preconditioned CG is faster.
+DIRECT_MAX = 4_000
 
 
 def kernel_cache_dir(cache_dir: str | Path | None = None) -> Path:
@@ -142,8 +144,7 @@ def _solve_direct(op, S: np.ndarray, Y: torch.Tensor, ridge: float) -> tuple[tor
 
 def _solve_iterative(op, S: np.ndarray, Y: torch.Tensor, solver: str, ridge: float, epochs: int | None,
                      seed: int, progress: bool, tol: float, rank: int | str = "auto") -> tuple[torch.Tensor, dict]:
-    """EigenPro or deflated Nyström-preconditioned CG (``bigntk.solvers``) on K_SS."""
-    from ....operators import PolyphaseCNTKOperator
+    """EigenPro or deflated, preconditioned CG (``bigntk.solvers``) on K_SS."""
     from ....solvers.cg import ConjugateGradient
     from ....solvers.eigenpro import EigenPro
 
@@ -153,25 +154,26 @@ def _solve_iterative(op, S: np.ndarray, Y: torch.Tensor, solver: str, ridge: flo
         res = EigenPro(epochs=epochs or 10, ridge=lam, seed=seed, progress=progress).fit(sub, Y)
         return res.alpha.to(ACCUM_DTYPE), {"iterations": len(res.history), "stopped": res.stopped,
                                             "ridge_abs": lam}
-    sketch = None  # float32 copy for the preconditioner's Nyström sketch (~1.7× cheaper than float64)
-    if isinstance(op, PolyphaseCNTKOperator) and op.dtype == ACCUM_DTYPE:
-        sketch = PolyphaseCNTKOperator(op.window, op.c_far, op.image_shape, to_numpy(op.pixels)[S],
-                                       device=op.device, dtype=torch.float32)
-    res = ConjugateGradient(max_iter=epochs or 100, tol=tol, ridge=lam, rank=rank, seed=seed,
-                            progress=progress).fit(sub, Y, sketch_operator=sketch)
+    cg = ConjugateGradient(max_iter=epochs or 100, tol=tol, ridge=lam, rank=rank, seed=seed, progress=progress)
+    res = cg.fit(sub, Y)  # CNTK operators: masked circulant preconditioner (auto)
     last = res.history[-1] if res.history else {}
+    inner = getattr(cg.preconditioner_, "inner_iterations", None)
     return res.alpha.to(ACCUM_DTYPE), {"iterations": res.iterations, "stopped": res.stopped, "ridge_abs": lam,
-                                        "final": last}
+                                        "final": last, "preconditioner": type(cg.preconditioner_).__name__,
+                                        "inner_iterations": inner}
 
 
 def fill(image: np.ndarray, observed: np.ndarray, *, levels: int = 6, arch=None, solver: str = "auto",
          prior: str = "stationary", filter: int = 3, upsample: str = "nearest", ridge: float | None = None,
          epochs: int | None = None, device=None, dtype=None, cache_dir=None, seed: int = 0,
-         progress: bool = True, direct_max: int = DIRECT_MAX, tol: float = 1e-6, rank: int | str = "auto",
+         progress: bool = True, direct_max: int = DIRECT_MAX, tol: float = 1e-3, rank: int | str = "auto",
          **_ignored) -> tuple[np.ndarray, dict]:
     """CNTK regression fill of ``image`` (H, W, C) from ``observed`` (H, W) bool pixels.
 
-    H and W must be multiples of 2**levels (``bigntk.inpaint`` pads). Returns ``(completed, info)``;
+    H and W must be multiples of 2**levels (``bigntk.inpaint`` pads). ``tol``: CG stops at this
+    relative residual (at 10⁻³ the PSNR was within 0.01 dB of its plateau at 320², random 20%
+    missing, and at 448 × 704 with holes and scratches);
+    ``epochs``: EigenPro epochs or the CG iteration cap (default 10 / 100). Returns ``(completed, info)``;
     info: kernel store/form/cache hit, solver, iterations, timings.
     """
     import time
