@@ -2,9 +2,10 @@
 
     python scaling/bench_lowrank.py speed            # d=500, r=5, 10 000 observed entries
     python scaling/bench_lowrank.py scale --d 5000 --rank 10 --n-obs 1000000 --iters 3
-    python scaling/bench_lowrank.py sweep --d 60 --ranks 1 2 4 --seeds 3
+    python scaling/bench_lowrank.py sweep --d 200 --ranks 1 5 10 20 --factors 1.5 2 3 --seeds 5
 
-Each writes ``scaling/results/lowrank_<name>.json`` (merged per run: results are written after every
+Each writes ``scaling/results/lowrank_<name>.json`` (sweep: ``lowrank_sweep_d<d>.json`` and
+``docs/figures/lowrank_sample_complexity_d<d>.png``) (merged per run: results are written after every
 case, so an interrupted run keeps what it finished). The test MSE is computed only for reporting,
 inside the monitoring callback; stopping uses held-out *observed* entries only.
 """
@@ -24,6 +25,7 @@ import torch
 from bigntk.lowrank import complete_lowrank
 
 RESULTS = Path(__file__).resolve().parent / "results"
+FIGURES = Path(__file__).resolve().parents[1] / "docs" / "figures"
 
 
 def make_problem(d: int, rank: int, n_obs: int, seed: int, m: int | None = None):
@@ -127,8 +129,10 @@ def scale(args) -> None:
     proc = psutil.Process()
     for alpha in (0.5, 1.0):
         rss0 = proc.memory_info().rss
-        row = run_case(Y, mask, "linrfm", {"alpha": alpha, "max_iter": args.iters, "device": args.device},
-                       every=1)
+        kw = {"alpha": alpha, "max_iter": args.iters, "device": args.device}
+        if args.tol is not None:  # stop on the relative held-out MSE (observed entries only)
+            kw.update(tol=args.tol, patience=args.patience)
+        row = run_case(Y, mask, "linrfm", kw, every=1)
         row["rss_growth_gb"] = (proc.memory_info().rss - rss0) / 1e9
         row["peak_rss_gb"] = proc.memory_info().rss / 1e9
         out["cases"].append(row)
@@ -159,8 +163,9 @@ def sweep(args) -> None:
                 out["rows"].append({"rank": r, "n_obs": n_obs, "dof": dof, "method": label,
                                     "success": float(np.mean(wins))})
                 print(f"r={r} n_obs={n_obs} ({factor}x dof) {label}: {np.mean(wins):.2f}", flush=True)
-                save("sweep", out)
-    plot_sweep(out, Path(args.figure))
+                save(f"sweep_d{d}", out)
+    figure = Path(args.figure) if args.figure else FIGURES / f"lowrank_sample_complexity_d{d}.png"
+    plot_sweep(out, figure)
 
 
 def plot_sweep(out: dict, figure: Path) -> None:
@@ -196,7 +201,9 @@ def main() -> None:
     ap.add_argument("--n-obs", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-iter", type=int, default=4000)
-    ap.add_argument("--iters", type=int, default=3, help="scale: iterations to time")
+    ap.add_argument("--iters", type=int, default=3, help="scale: iteration cap")
+    ap.add_argument("--tol", type=float, default=None, help="scale: stop at this relative held-out MSE")
+    ap.add_argument("--patience", type=int, default=20, help="scale: patience with --tol")
     ap.add_argument("--only", nargs="*", default=None, help="speed: restrict to these methods")
     ap.add_argument("--alphas", type=float, nargs="*", default=None, help="speed: only these lin-RFM alphas")
     ap.add_argument("--reg", type=float, default=None, help="speed: lin-RFM starting ridge")
@@ -206,7 +213,7 @@ def main() -> None:
     ap.add_argument("--factors", type=float, nargs="*", default=[1.5, 2.5, 4.0],
                     help="sweep: observed entries as multiples of r(2d - r)")
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--figure", default=str(Path(__file__).resolve().parents[1] / "docs" / "lowrank_sweep.png"))
+    ap.add_argument("--figure", default=None, help="sweep: figure path (default docs/figures/...)")
     ap.add_argument("--device", default=None)
     args = ap.parse_args()
     defaults = {"speed": (500, 5, 10_000), "scale": (5000, 10, 1_000_000), "sweep": (60, None, None)}

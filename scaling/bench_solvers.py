@@ -205,6 +205,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--only", nargs="*", default=["tiles", "ntk", "stream", "cntk", "cntk_small"])
     ap.add_argument("--ntk-n", type=int, default=5000)
+    ap.add_argument("--ntk-epochs", type=int, nargs="*", default=[5, 10, 20],
+                    help="EigenPro epoch budgets (one streamed run each)")
     args = ap.parse_args()
     results = json.loads(OUT.read_text()) if OUT.exists() else {}
     import os
@@ -212,7 +214,8 @@ def main():
     results["machine"] = {"cpus": torch.get_num_threads(), "cuda": torch.cuda.is_available(),
                           "torch": torch.__version__, "load_avg_1m": os.getloadavg()[0]}
     for name in args.only:
-        fn = {"tiles": bench_tiles, "ntk": lambda: bench_ntk(args.ntk_n), "stream": bench_stream,
+        fn = {"tiles": bench_tiles, "ntk": lambda: bench_ntk(args.ntk_n, epochs=tuple(args.ntk_epochs)),
+              "stream": bench_stream,
               "cntk": bench_cntk, "cntk_small": lambda: bench_cntk(64, levels=3, max_iter=50),
               "cntk_ridge": lambda: bench_cntk(max_iter=50, ridge_rel=1e-3),
               "cntk_precond": lambda: bench_cntk(max_iter=80, rank=200, ridge_rel=1e-3, sketch32=True),
@@ -220,7 +223,7 @@ def main():
               "cntk_circ": lambda: bench_cntk(max_iter=15, ridge_rel=1e-3, precond="circulant", every=1),
               "cntk_circ_q": lambda: {f"Q={q}": bench_cntk(max_iter=15, ridge_rel=1e-3, precond="circulant",
                                                           period=q, every=1) for q in (1, 2, 8, 16)}}[name]
-        results[name] = fn()
+        results[name if name != "ntk" else f"ntk_n{args.ntk_n}"] = fn()
         OUT.parent.mkdir(parents=True, exist_ok=True)
         OUT.write_text(json.dumps(results, indent=1, default=float))
     print(f"wrote {OUT}")

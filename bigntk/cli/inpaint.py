@@ -37,6 +37,8 @@ def register(subparsers) -> None:
     p.add_argument("--solver", default="auto", choices=("auto", "direct", "eigenpro", "cg"))
     p.add_argument("--ridge", type=float, default=None, help="relative ridge (cntk)")
     p.add_argument("--epochs", type=int, default=None, help="solver epochs (cntk) / Adam iterations (dip)")
+    p.add_argument("--tol", type=float, default=None,
+                   help="CG stopping tolerance, relative residual (cntk; default 1e-3)")
     p.add_argument("--width", type=int, default=None, help="channels of the DIP network")
     p.add_argument("--cache-dir", default=None, help="kernel cache directory")
     p.add_argument("--device", default=None)
@@ -61,6 +63,8 @@ def _one(args, image: Path, mask: Path | None, truth: Path | None, out: Path, re
     extra = {}
     if args.width is not None:
         extra["width"] = args.width
+    if args.tol is not None:
+        extra["tol"] = args.tol
     _, stored = io.load_image(image)
     result, report = inpaint(str(image), mask_arr, method=args.method, levels=args.levels,
                              solver=args.solver, prior=args.prior, filter=args.filter,

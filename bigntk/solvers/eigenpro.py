@@ -209,6 +209,7 @@ class EigenPro:
             epoch = step_in_epoch = gstep = 0
             history, best_val, bad, ep_sq, ep_ysq, stopped = [], float("inf"), 0, 0.0, 0.0, ""
         p = setup["params"]
+        self.params_ = dict(p)  # available during the fit too (callbacks, interrupted runs)
         m, eta = int(p["batch_size"]), float(p["step_size"])
         sub_d, F = setup["sub"].to(dev), setup["F"].to(dev)
         steps_per_epoch = math.ceil(n / m)
