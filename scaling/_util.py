@@ -16,7 +16,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def peak_rss_gb() -> float:
     """Peak resident set size of this process so far, in GB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
 
 
 def machine() -> dict:

@@ -113,6 +113,7 @@ def main(argv=None) -> int:
            "first_step_incl_setup_s": step_times[0] - t if step_times else None, "seconds_per_step": per_step,
            "memory_budget_mb": args.memory_budget_mb, "peak_rss_gb": None, "rss_before_fit_gb": rss0 / 1e9,
            "kernel_entries_per_epoch": float(n) ** 2,
+           "factor_forms": op.factor_forms,  # "gram" (gathers) or "embedding" (GEMM per tile)
            "machine": f"{os.cpu_count()} CPUs, no GPU", "load_avg_1m": os.getloadavg()[0]}
     if result is not None:
         res["params"] = {k: (v if isinstance(v, (int, float, str)) else str(v)) for k, v in result.params.items()}

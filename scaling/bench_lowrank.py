@@ -22,6 +22,7 @@ import numpy as np
 import psutil
 import torch
 
+from _util import peak_rss_gb  # scaling/ is on sys.path when run as a script
 from bigntk.lowrank import complete_lowrank
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -134,11 +135,12 @@ def scale(args) -> None:
             kw.update(tol=args.tol, patience=args.patience)
         row = run_case(Y, mask, "linrfm", kw, every=1)
         row["rss_growth_gb"] = (proc.memory_info().rss - rss0) / 1e9
-        row["peak_rss_gb"] = proc.memory_info().rss / 1e9
+        row["rss_end_gb"] = proc.memory_info().rss / 1e9
+        row["process_peak_rss_gb"] = peak_rss_gb()  # includes make_problem's full-size arrays
         out["cases"].append(row)
         print(f"scale d={args.d} alpha={alpha}: {row['iterations']} iters, {row['seconds_per_iter']:.1f} s/it "
               f"(cpu {row['cpu_seconds'] / row['iterations']:.1f} s/it), "
-              f"test MSE {row['test_mse']:.3e}, rss {row['peak_rss_gb']:.2f} GB", flush=True)
+              f"test MSE {row['test_mse']:.3e}, rss {row['rss_end_gb']:.2f} GB (process peak {row['process_peak_rss_gb']:.2f} GB)", flush=True)
         save("scale", out)
 
 

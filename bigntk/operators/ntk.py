@@ -85,13 +85,19 @@ class FactorisedNTKOperator(_NTKMixin, KernelOperator):
 
     Parameters
     ----------
-    factors : Prior with ``factors()`` not None, or a list of ``GramFactor(weight, labels (n,), gram (g, g))``.
+    factors : Prior with ``factors()`` not None, or a list of ``GramFactor`` (weight, labels (n,), and
+        a (g, g) group Gram or a (g, k) group embedding).
     nugget : float
         τ; defaults to ``prior.nugget`` when a prior is given.
+    gram_max_bytes : int
+        An embedding factor's (g, g) Gram is formed once (float64; tiles are then pure gathers) when it
+        takes at most this many bytes; above, tiles are computed as F[g(rows)] F[g(cols)]ᵀ (a GEMM
+        of depth k per tile, float64). Default 2 GiB: 16 000 groups.
     """
 
     def __init__(self, factors: Any, *, nugget: float | None = None, depth: int = 1, activation: str = "relu",
-                 negative_slope: float = 0.01, device=None, dtype=None, memory_budget: int | None = None):
+                 negative_slope: float = 0.01, device=None, dtype=None, memory_budget: int | None = None,
+                 gram_max_bytes: int = 2 * 2**30):
         if hasattr(factors, "factors"):
             prior = factors
             factors = prior.factors()
@@ -106,30 +112,51 @@ class FactorisedNTKOperator(_NTKMixin, KernelOperator):
         self._init_ntk(depth, activation, negative_slope)
         super().__init__(n, device=device, dtype=dtype, memory_budget=memory_budget)
         self.nugget = float(nugget or 0.0)
-        self._labels, self._grams, self._scales = [], [], []
+        #: per factor: labels (n,), then either ("gram", w²G (g, g)) or ("embedding", w·F (g, k)), scale
+        self._labels, self._parts, self._scales = [], [], []
         sq = torch.zeros(n, dtype=torch.float64, device=self.device)
         for f in factors:
             lab = torch.as_tensor(np.asarray(f.labels), dtype=torch.int64, device=self.device)
             if lab.numel() != n:
                 raise ValueError("all factors must label the same number of columns")
-            G = backend.to_tensor(f.gram, device=self.device, dtype=torch.float64) * float(f.weight) ** 2
+            part = self._factor_part(f, int(gram_max_bytes))
             s = None if getattr(f, "scale", None) is None else torch.as_tensor(
                 np.asarray(f.scale), dtype=torch.float64, device=self.device)
             self._labels.append(lab)
-            self._grams.append(G)
+            self._parts.append(part)
             self._scales.append(s)
-            sq += G.diagonal()[lab] * (1.0 if s is None else s * s)
+            kind, M = part
+            group_sq = M.diagonal() if kind == "gram" else (M * M).sum(1)
+            sq += group_sq[lab] * (1.0 if s is None else s * s)
         #: squared norms of the (virtual) prior columns plus τ², i.e. the normaliser of ρ
         self._sq = sq + self.nugget**2
         if bool((self._sq <= 0).any()):
             raise ValueError("some columns have zero prior norm; add a nugget (τ > 0)")
         self._inv_norm = self._sq.rsqrt()
 
+    def _factor_part(self, f, gram_max_bytes: int) -> tuple[str, torch.Tensor]:
+        """("gram", w²·G) or ("embedding", w·F) on the compute device, float64."""
+        w = float(f.weight)
+        if f.gram is not None:
+            return "gram", backend.to_tensor(f.gram, device=self.device, dtype=torch.float64) * w**2
+        F = backend.to_tensor(f.embedding, device=self.device, dtype=torch.float64) * w
+        if F.shape[0] ** 2 * 8 <= gram_max_bytes:
+            return "gram", F @ F.T
+        return "embedding", F
+
+    @property
+    def factor_forms(self) -> list[str]:
+        """Per factor, "gram" (tiles are gathers from a held (g, g) Gram) or "embedding" (a GEMM per tile)."""
+        return [kind for kind, _ in self._parts]
+
     def raw_gram(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
         """Σ_b w_b² s_b[rows] s_b[cols] G_b[g_b(rows), g_b(cols)] (float64, no nugget)."""
         out = None
-        for lab, G, s in zip(self._labels, self._grams, self._scales):
-            t = G.index_select(0, lab[rows]).index_select(1, lab[cols])
+        for lab, (kind, M), s in zip(self._labels, self._parts, self._scales):
+            if kind == "gram":
+                t = M.index_select(0, lab[rows]).index_select(1, lab[cols])
+            else:
+                t = M.index_select(0, lab[rows]) @ M.index_select(0, lab[cols]).T
             if s is not None:
                 t = t * s[rows, None] * s[None, cols]
             out = t if out is None else out.add_(t)

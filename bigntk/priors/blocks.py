@@ -1,6 +1,7 @@
 """Concrete priors: explicit matrices, group factors (one-hot, embeddings) and concatenations."""
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import List, Optional, Sequence
 
 import numpy as np
@@ -131,7 +132,7 @@ class ConcatPrior(Prior):
             f = p.factors()
             if f is None:
                 return None
-            out += [GramFactor(w * fb.weight, fb.labels, fb.gram, fb.scale) for fb in f]
+            out += [replace(fb, weight=w * fb.weight) for fb in f]
         return out
 
 

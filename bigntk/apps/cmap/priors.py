@@ -78,16 +78,11 @@ class SparseRegimePrior(Prior):
         return (self.w**2) * n2 * self.cell_gram.to(device=dev, dtype=dtype).diagonal()[c] + n2
 
     def factors(self) -> list:
-        """Gram factors: [w, cell, m̂ m̂ᵀ, scale ‖e_drug‖] and [1, drug, E Eᵀ] (the D × D drug Gram, cached)."""
-        if getattr(self, "_drug_gram", None) is None:
-            self._drug_gram = self.drug_embedding @ self.drug_embedding.T
+        """Gram factors: [w, cell, m̂ m̂ᵀ, scale ‖e_drug‖] and [1, drug, embedding E (D × G)] (the
+        D × D drug Gram is left to the operator, which forms it only when it is small enough)."""
         scale = self.drug_norm.numpy()[self.drug]
-        return [GramFactor(self.w, self.cell, self.cell_gram, scale), GramFactor(1.0, self.drug, self._drug_gram)]
-
-    def factor_parts(self) -> dict:
-        """Pieces for a factorised operator: raw K = w²·(s sᵀ ∘ Gc[cell, cell]) + E[drug] E[drug]ᵀ, s = ‖e_drug‖."""
-        return {"w": self.w, "cell": self.cell, "drug": self.drug, "cell_gram": self.cell_gram,
-                "drug_embedding": self.drug_embedding, "drug_norm": self.drug_norm, "nugget": self.nugget}
+        return [GramFactor(self.w, self.cell, self.cell_gram, scale),
+                GramFactor(1.0, self.drug, embedding=self.drug_embedding)]
 
 
 def cell_unit_means(Y_train: np.ndarray, cell_train: np.ndarray, n_cells: int) -> np.ndarray:
