@@ -50,7 +50,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     methods = args.methods.split(",")
-    out = {"machine": "2-core shared CPU (load ~10 from parallel sessions), no GPU", "sections": []}
+    out = {"machine": f"{os.cpu_count()} CPUs, no GPU, torch threads {args.threads}",
+           "load_avg_1m_at_start": os.getloadavg()[0], "date": time.strftime("%Y-%m-%d"), "sections": []}
     tmp = Path(tempfile.mkdtemp())
     src = DATA / "l1000/l1ktools_modzs_n272x978/modzs_n272x978.gctx"
     if src.exists():
