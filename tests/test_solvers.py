@@ -285,3 +285,23 @@ def test_complete_iterative_path_matches_direct(tmp_path):
                   checkpoint=str(tmp_path / "ck"), **kw)
     assert ep.shape == Y.shape and np.array_equal(ep[mask], Y[mask])
     assert len(list((tmp_path / "ck").glob("set-*"))) == 1  # one checkpoint group per observed column set
+
+
+def test_top_eigh_matches_full_decomposition_and_auto_parameters():
+    from bigntk.solvers.eigenpro import eigenpro_parameters, top_eigh
+
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((200, 40))
+    A = torch.from_numpy(np.exp(-0.05 * ((X[:, None] - X[None]) ** 2).sum(-1)))  # Gaussian kernel, PSD
+    lam_full, E_full = torch.linalg.eigh(A)
+    lam_full, E_full = lam_full.flip(0), E_full.flip(1)
+    lam, E = top_eigh(A, 52)
+    assert lam.shape == (52,) and E.shape == (200, 52)
+    np.testing.assert_allclose(lam.numpy(), lam_full[:52].numpy(), rtol=1e-9, atol=1e-12)
+    top = 10  # well separated: the eigenvectors agree up to sign
+    np.testing.assert_allclose(np.abs((E[:, :top] * E_full[:, :top]).sum(0).numpy()), 1.0, atol=1e-8)
+    full = eigenpro_parameters(lam_full.numpy() / 200, beta=1.0, n=1000, m_max=500)
+    part = eigenpro_parameters(lam.numpy() / 200, beta=1.0, n=1000, m_max=500, s=200)
+    assert (full["q"], full["batch_size"]) == (part["q"], part["batch_size"])
+    for key in ("step_size", "lambda_q1", "lambda_1", "critical_batch"):
+        assert part[key] == pytest.approx(full[key], rel=1e-9)
