@@ -1,6 +1,6 @@
 """Results table: NTK vs cell mean, DNPP, FaLRTC on the real Level-5 file and on generated data.
 
-    python scaling/results_cmap.py [--methods mean,dnpp,falrtc,ntk] [--quick]
+    python scaling/results_cmap.py [--methods mean,dnpp,falrtc,ntk] [--drugs 300] [--only real|generated]
 Writes scaling/results/cmap_results.json and prints markdown tables (copied to docs/results_cmap.md).
 Real data: l1ktools modzs_n272x978.gctx (3 drugs × 65 lines), leave-one-line-out for each drug,
 reference line = MCF7 (training only). Generated: `synthesize` with a small drug count, 978 genes.
@@ -40,6 +40,16 @@ def run(table, methods, settings, label):
     return {"label": label, "reports": reps, "comparisons": comps, "markdown": md}
 
 
+def save(out: dict) -> None:
+    """Write what is finished (after every section, so an interrupted run keeps it); sections of an
+    earlier run that this one did not redo are kept."""
+    res = Path(__file__).parent / "results" / "cmap_results.json"
+    done = {sec["label"] for sec in out["sections"]}
+    old = json.loads(res.read_text()).get("sections", []) if res.is_file() else []
+    merged = dict(out, sections=out["sections"] + [sec for sec in old if sec["label"] not in done])
+    res.write_text(json.dumps(merged, indent=1, default=float))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--methods", default="mean,dnpp,falrtc,ntk")
@@ -47,6 +57,7 @@ def main() -> None:
     ap.add_argument("--cells", type=int, default=12)
     ap.add_argument("--drugs", type=int, default=150)
     ap.add_argument("--max-cells", type=int, default=4)
+    ap.add_argument("--only", choices=["real", "generated"], default=None, help="run one group of sections")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     methods = args.methods.split(",")
@@ -54,7 +65,7 @@ def main() -> None:
            "load_avg_1m_at_start": os.getloadavg()[0], "date": time.strftime("%Y-%m-%d"), "sections": []}
     tmp = Path(tempfile.mkdtemp())
     src = DATA / "l1000/l1ktools_modzs_n272x978/modzs_n272x978.gctx"
-    if src.exists():
+    if src.exists() and args.only != "generated":
         st = ingest(src, tmp / "l5.zarr", drug_field="pert_iname", progress=False)
         table = aggregate(st, progress=False)
         ref = int(np.nonzero(table.cell_names == "MCF7")[0][0])
@@ -62,14 +73,16 @@ def main() -> None:
         s = CVSettings(scheme="loco", min_drugs=1, reference=ref, solver="direct",
                        baseline_kwargs={"dnpp": {"center": False}})
         out["sections"].append(run(table, methods, s, "real Level-5, 3 drugs x 65 lines, leave-one-line-out"))
+        save(out)
+    if args.only == "real":
+        return
     st = synthesize(tmp / "gen.zarr", profiles=20 * args.cells * args.drugs // 10, cells=args.cells, drugs=args.drugs,
                     n_dense=3, dense_frac=(0.6, 0.9), sparse_max=60, seed=0, progress=False)
     table = aggregate(st, progress=False)
     for label, sp in (("generated, dense (all training drugs)", None), ("generated, sparse (10 training drugs)", 10)):
         s = CVSettings(folds=5, rounds=1, max_cells=args.max_cells, sparse_drugs=sp, reference=0, solver="direct")
         out["sections"].append(run(table, methods, s, label))
-    res = Path(__file__).parent / "results" / "cmap_results.json"
-    res.write_text(json.dumps(out, indent=1, default=float))
+        save(out)
 
 
 if __name__ == "__main__":
