@@ -18,12 +18,11 @@ import argparse
 import json
 import os
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
-import psutil
+from _util import RSSSampler  # scaling/ is on sys.path when run as a script
 
 RESULTS = Path(__file__).resolve().parent / "results" / "cmap_ntk.json"
 
@@ -55,14 +54,8 @@ def main(argv=None) -> int:
     from bigntk.solvers import EigenPro
     from bigntk.store import aggregate
 
-    proc, peak, stop = psutil.Process(), [0], threading.Event()
-
-    def watch():
-        while not stop.is_set():
-            peak[0] = max(peak[0], proc.memory_info().rss)
-            time.sleep(0.2)
-
-    threading.Thread(target=watch, daemon=True).start()
+    rss = RSSSampler()
+    proc = rss.proc
     tmp = tempfile.TemporaryDirectory()
     store = args.store or os.path.join(tmp.name, "obs.zarr")
     t = time.perf_counter()
@@ -130,8 +123,7 @@ def main(argv=None) -> int:
     epoch_s = per_step * steps_per_epoch
     res["epoch_s_from_steps"] = epoch_s
     res["projected_epoch_s_1p3m_pairs"] = epoch_s * (1.3e6 / n) ** 2
-    stop.set()
-    res["peak_rss_gb"] = peak[0] / 1e9
+    res["peak_rss_gb"] = rss.stop() / 1e9
     print(json.dumps(res, indent=1), flush=True)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(res, indent=1))

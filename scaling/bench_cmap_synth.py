@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import threading
 import time
 from pathlib import Path
 
-import psutil
+from _util import RSSSampler  # scaling/ is on sys.path when run as a script
 
 
 def main() -> None:
@@ -25,19 +24,12 @@ def main() -> None:
     from bigntk.apps.cmap.synth import synthesize
     from bigntk.store import aggregate_to_store
 
-    proc, peak, stop = psutil.Process(), [0], threading.Event()
-
-    def watch():
-        while not stop.is_set():
-            peak[0] = max(peak[0], proc.memory_info().rss)
-            time.sleep(0.2)
-
-    threading.Thread(target=watch, daemon=True).start()
+    rss = RSSSampler()
     t = time.perf_counter()
     st = synthesize(args.store, profiles=args.profiles, cells=args.cells, drugs=args.drugs, overwrite=True,
                     progress=False)
     t_synth = time.perf_counter() - t
-    rss_synth = peak[0]
+    rss_synth = rss.peak_bytes
     print(f"synth: {st} in {t_synth:.1f} s, peak RSS {rss_synth / 2**30:.2f} GiB", flush=True)
     out = {"profiles": args.profiles, "cells": args.cells, "drugs": args.drugs, "synth_s": t_synth,
            "synth_peak_rss_gib": rss_synth / 2**30,
@@ -45,9 +37,9 @@ def main() -> None:
     if args.aggregate:
         t = time.perf_counter()
         agg = aggregate_to_store(st, args.store + ".pairs.zarr", overwrite=True, progress=False)
-        out.update(aggregate_s=time.perf_counter() - t, pairs=agg.n_profiles, peak_rss_gib=peak[0] / 2**30)
-        print(f"aggregate: {agg} in {out['aggregate_s']:.1f} s, peak RSS {peak[0] / 2**30:.2f} GiB", flush=True)
-    stop.set()
+        out.update(aggregate_s=time.perf_counter() - t, pairs=agg.n_profiles, peak_rss_gib=rss.peak_bytes / 2**30)
+        print(f"aggregate: {agg} in {out['aggregate_s']:.1f} s, peak RSS {rss.peak_bytes / 2**30:.2f} GiB", flush=True)
+    rss.stop()
     res = Path(__file__).parent / "results" / "cmap_synth.json"
     res.write_text(json.dumps(out, indent=1))
     print(json.dumps(out, indent=1))
