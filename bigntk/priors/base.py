@@ -37,17 +37,6 @@ class GramFactor:
         if (self.gram is None) == (self.embedding is None):
             raise ValueError("a GramFactor needs exactly one of gram (g, g) or embedding (g, k)")
 
-    @property
-    def n_groups(self) -> int:
-        """g, the number of groups."""
-        return int((self.gram if self.gram is not None else self.embedding).shape[0])
-
-    def group_sq_norms(self) -> torch.Tensor:
-        """(g,) float64 diagonal of the group Gram."""
-        if self.gram is not None:
-            return torch.as_tensor(self.gram, dtype=ACCUM_DTYPE).diagonal()
-        return (torch.as_tensor(self.embedding, dtype=ACCUM_DTYPE) ** 2).sum(1)
-
     def block(self, rows: torch.Tensor, cols: torch.Tensor, dtype: torch.dtype = ACCUM_DTYPE) -> torch.Tensor:
         """weight² · s_r s_c · gram[labels[r], labels[c]] for index tensors ``rows``, ``cols``."""
         dev = rows.device
