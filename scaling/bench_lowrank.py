@@ -146,25 +146,35 @@ def scale(args) -> None:
 
 def sweep(args) -> None:
     d = args.d
-    out = {"d": d, "seeds": args.seeds, "machine": machine(), "rows": []}
+    out = {"d": d, "seeds": args.seeds, "max_iter": args.max_iter, "machine": machine(), "rows": []}
+    path = RESULTS / f"lowrank_sweep_d{d}.json"
+    if path.exists():  # resume: keep the cells of an earlier run with the same seeds and iteration cap
+        old = json.loads(path.read_text())
+        if old.get("seeds") == args.seeds and old.get("max_iter") == args.max_iter:
+            out["rows"] = old["rows"]
+    done = {(row["rank"], row["n_obs"], row["method"]) for row in out["rows"]}
     methods = [("linrfm", {"alpha": 1.0}), ("linrfm", {"alpha": 0.5}), ("softimpute", {}), ("gd", {})]
     for r in args.ranks:
         dof = r * (2 * d - r)
         for factor in args.factors:
             n_obs = min(int(factor * dof), d * d - 1)
             for method, kw in methods:
-                wins = []
+                label = method + (f"_a{kw['alpha']:g}" if "alpha" in kw else "")
+                if (r, n_obs, label) in done:
+                    continue
+                mses, t = [], time.perf_counter()
                 for seed in range(args.seeds):
                     Y, mask = make_problem(d, r, n_obs, seed)
                     kw2 = {**kw, "max_iter": args.max_iter, "seed": seed, "device": args.device}
                     if method == "gd":
                         kw2["rank"] = r
                     res = complete_lowrank(Y, mask, method, **kw2)
-                    wins.append(float(((res.completed - Y)[~mask] ** 2).mean()) < 1e-3)
-                label = method + (f"_a{kw['alpha']:g}" if "alpha" in kw else "")
-                out["rows"].append({"rank": r, "n_obs": n_obs, "dof": dof, "method": label,
-                                    "success": float(np.mean(wins))})
-                print(f"r={r} n_obs={n_obs} ({factor}x dof) {label}: {np.mean(wins):.2f}", flush=True)
+                    mses.append(float(((res.completed - Y)[~mask] ** 2).mean()))
+                success = float(np.mean(np.array(mses) < 1e-3))
+                out["rows"].append({"rank": r, "n_obs": n_obs, "dof": dof, "method": label, "success": success,
+                                    "test_mse": mses, "seconds": time.perf_counter() - t})
+                print(f"r={r} n_obs={n_obs} ({factor}x dof) {label}: {success:.2f} "
+                      f"({out['rows'][-1]['seconds']:.0f}s)", flush=True)
                 save(f"sweep_d{d}", out)
     figure = Path(args.figure) if args.figure else FIGURES / f"lowrank_sample_complexity_d{d}.png"
     plot_sweep(out, figure)

@@ -3,6 +3,8 @@
 Sections (each optional, pick with --only):
   tiles     kernel entries/s of the NTK tile builder vs a plain torch.mm of the same output size
   ntk       time-to-accuracy, direct vs EigenPro vs CG, NTK regression (n train, labels from a random ReLU net)
+  ntk_curve EigenPro test error vs wall time at --ntk-n (e.g. 100k, where nothing n × n fits),
+            max(--ntk-epochs) epochs, evaluated 4 times per epoch
   stream    streaming EigenPro, n = 100k columns × 8 outputs: set-up + a few steps, peak RSS printed
   cntk      CNTK 320² (80% observed, real image): polyphase matvec time and CG to the PSNR plateau
   cntk_small  the same at 64², s = 3, with the direct solve as reference
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import resource
 import time
 from pathlib import Path
@@ -103,6 +106,43 @@ def bench_ntk(n_train=5000, n_test=1000, epochs=(5, 10, 20), seed=0):
                               "rel_diff_vs_direct": float(np.linalg.norm(pc - pd) / np.linalg.norm(pd))}
     print(f"  cg (held kernel) {r.iterations} it {dt:.1f}s test {err(pc):.4g}")
     return out
+
+
+def bench_ntk_curve(n_train=100_000, n_test=1000, epochs=5, evals_per_epoch=4, seed=0):
+    """EigenPro test error against wall time at an n where no direct or held-kernel reference fits.
+
+    The test error is measured from a (n_test, n_train) float32 kernel strip held for monitoring only
+    (its time is excluded from the curve; its memory is in the peak RSS).
+    """
+    Z, Y = ntk_problem(n_train + n_test, seed=seed)
+    op = NTKOperator(Z, device="cpu", dtype="float32")
+    tr, te = torch.arange(n_train), torch.arange(n_train, n_train + n_test)
+    Yte = torch.from_numpy(Y[n_train:])
+    Kte = op.block(te, tr)
+    curve, pause = [], [0.0]
+    t0 = time.perf_counter()
+
+    def cb(step, a):
+        steps = math.ceil(n_train / ep.params_["batch_size"])
+        if step % max(1, steps // evals_per_epoch) and step % steps:
+            return
+        t_in = time.perf_counter()
+        pred = (Kte @ a.to(torch.float32)).double()
+        err = float(((pred - Yte) ** 2).mean() / (Yte**2).mean())
+        curve.append({"step": step, "epoch": step / steps, "seconds": t_in - t0 - pause[0], "test_rel_mse": err})
+        print(f"  step {step} (epoch {step / steps:.2f}): {curve[-1]['seconds']:.0f}s test rel mse {err:.4g}",
+              flush=True)
+        pause[0] += time.perf_counter() - t_in
+
+    ep = EigenPro(epochs=epochs, seed=seed, progress=False, callback=cb)
+    r = ep.fit(op.restrict(tr), Y[:n_train])
+    total = time.perf_counter() - t0 - pause[0]
+    res = {"n_train": n_train, "n_test": n_test, "outputs": Y.shape[1], "epochs": epochs, "params": r.params,
+           "curve": curve, "history": r.history, "total_s": total, "peak_rss_gb": peak_rss_gb(),
+           "torch_threads": torch.get_num_threads(), "dense_kernel_gb_float32": n_train**2 * 4 / 2**30}
+    print(f"ntk curve n={n_train}: {epochs} epochs in {total:.0f}s, final test rel mse "
+          f"{curve[-1]['test_rel_mse']:.4g}, peak RSS {res['peak_rss_gb']:.2f} GB")
+    return res
 
 
 class _Stop(Exception):
@@ -216,6 +256,7 @@ def main():
     for name in args.only:
         fn = {"tiles": bench_tiles, "ntk": lambda: bench_ntk(args.ntk_n, epochs=tuple(args.ntk_epochs)),
               "stream": bench_stream,
+              "ntk_curve": lambda: bench_ntk_curve(args.ntk_n, epochs=max(args.ntk_epochs)),
               "cntk": bench_cntk, "cntk_small": lambda: bench_cntk(64, levels=3, max_iter=50),
               "cntk_ridge": lambda: bench_cntk(max_iter=50, ridge_rel=1e-3),
               "cntk_precond": lambda: bench_cntk(max_iter=80, rank=200, ridge_rel=1e-3, sketch32=True),
@@ -223,7 +264,8 @@ def main():
               "cntk_circ": lambda: bench_cntk(max_iter=15, ridge_rel=1e-3, precond="circulant", every=1),
               "cntk_circ_q": lambda: {f"Q={q}": bench_cntk(max_iter=15, ridge_rel=1e-3, precond="circulant",
                                                           period=q, every=1) for q in (1, 2, 8, 16)}}[name]
-        results[name if name != "ntk" else f"ntk_n{args.ntk_n}"] = fn()
+        key = {"ntk": f"ntk_n{args.ntk_n}", "ntk_curve": f"ntk_curve_n{args.ntk_n}"}.get(name, name)
+        results[key] = fn()
         OUT.parent.mkdir(parents=True, exist_ok=True)
         OUT.write_text(json.dumps(results, indent=1, default=float))
     print(f"wrote {OUT}")

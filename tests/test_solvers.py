@@ -305,3 +305,19 @@ def test_top_eigh_matches_full_decomposition_and_auto_parameters():
     assert (full["q"], full["batch_size"]) == (part["q"], part["batch_size"])
     for key in ("step_size", "lambda_q1", "lambda_1", "critical_batch"):
         assert part[key] == pytest.approx(full[key], rel=1e-9)
+
+
+def test_eigenpro_step_checked_on_fresh_points_keeps_it_stable():
+    # 20-dim prior: the NTK spectrum has plateaus of multiplicity 1, 20, 209, 1540; with n = 5000 the
+    # auto subsample (s = 1000) takes q = 230 and its λ_{q+1} underestimates the preconditioned top
+    # several-fold. Set from λ_{q+1} alone the full-batch step diverged (train error 1 → 0.43 → 1.09 → …).
+    rng = np.random.default_rng(0)
+    Z = rng.standard_normal((20, 5000))
+    Y = np.maximum(rng.standard_normal((8, 20)) @ (Z / np.linalg.norm(Z, axis=0)), 0).T
+    ep = EigenPro(epochs=4, seed=0, progress=False)
+    r = ep.fit(NTKOperator(Z, device="cpu", dtype="float32"), Y)
+    p = r.params
+    assert p["lambda_check"] > 2 * p["lambda_q1_nystrom"] and p["lambda_q1"] >= p["lambda_check"]
+    assert p["batch_size"] <= p["critical_batch"] + 1
+    curve = [h["train_rel_mse"] for h in r.history]
+    assert all(b < a for a, b in zip(curve, curve[1:])) and curve[-1] < 0.1, curve

@@ -58,6 +58,8 @@ def relu_duals(rho: Any, negative_slope: float = 0.0) -> Tuple[Any, Any]:
     just outside the interval is safe); the outputs have its shape and kind.
     """
     xp, r = _ops(rho)
+    if xp is torch:
+        return _relu_duals_torch(r, float(negative_slope))
     theta = xp.arccos(r)
     sin = xp.sqrt(xp.clip(1.0 - r * r, 0.0, None)) if xp is np else (1.0 - r * r).clamp_min(0.0).sqrt()
     k1 = (sin + r * (math.pi - theta)) / math.pi
@@ -67,6 +69,22 @@ def relu_duals(rho: Any, negative_slope: float = 0.0) -> Tuple[Any, Any]:
         return k1, k0
     scale = 1.0 + a * a
     return ((1 - a) ** 2 * k1 + 2 * a * r) / scale, ((1 - a) ** 2 * k0 + 2 * a) / scale
+
+
+def _relu_duals_torch(r: torch.Tensor, a: float) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Torch path of ``relu_duals`` on a clamped ρ: two allocations, the rest in place.
+
+    A kernel tile is bound by these elementwise passes, not by its GEMM (docs/benchmarks.md), so
+    each saved temporary of tile size matters.
+    """
+    k0 = torch.arccos(r).mul_(-1.0 / math.pi).add_(1.0)  # (π − θ)/π
+    k1 = torch.mul(r, r).neg_().add_(1.0).clamp_min_(0.0).sqrt_().mul_(1.0 / math.pi).addcmul_(r, k0)
+    if a == 0.0:
+        return k1, k0
+    scale = 1.0 + a * a
+    k1.mul_((1 - a) ** 2 / scale).add_(r, alpha=2 * a / scale)
+    k0.mul_((1 - a) ** 2 / scale).add_(2 * a / scale)
+    return k1, k0
 
 
 def dual(rho: Any, activation: str = "relu", negative_slope: float = 0.01) -> Any:
@@ -83,11 +101,13 @@ def _recursion(rho: Any, depth: int, activation: str, negative_slope: float) -> 
     if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 1:
         raise ValueError(f"depth (number of hidden layers) must be an integer >= 1, got {depth!r}")
     slope = check_activation(activation, negative_slope)
-    _, sigma = _ops(rho)
+    xp, sigma = _ops(rho)
     theta = sigma
+    # In place on torch tensors we own (the clamped copy and the duals), unless autograd needs them.
+    inplace = xp is torch and not (torch.is_grad_enabled() and sigma.requires_grad)
     for _ in range(int(depth)):
         s_next, s_dot = relu_duals(sigma, slope)
-        theta = s_next + theta * s_dot
+        theta = theta.mul_(s_dot).add_(s_next) if inplace else s_next + theta * s_dot
         sigma = s_next
     return sigma, theta
 

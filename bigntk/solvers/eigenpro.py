@@ -20,7 +20,12 @@ Automatic parameters (the published formulas), with β = max_i K_ii (+ ridge):
   (from the memory budget), i.e. q = #{i : λ_i > β / m_max} (EigenPro 2, §4), capped at s/4;
 * batch m = min(m*(q), m_max, n);
 * step η(m) = m / β for m ≤ m*, and η(m) = 2m / (β + (m − 1) λ_{q+1}) beyond (Ma et al. 2018, Thm 4);
-  with a ridge, λ_{q+1} is shifted by ridge / n.
+  with a ridge, λ_{q+1} is shifted by ridge / n;
+* safety check (ours, not in the papers): batch and step use max(λ_{q+1}, λ_check), λ_check the top
+  eigenvalue of the preconditioned kernel on t fresh training points outside S (power iteration). A
+  subsample cannot see how much of the spectrum its eigenvectors miss on other points; when q reaches
+  into a highly degenerate eigenspace the true preconditioned top is several times λ_{q+1}, and a step
+  set from λ_{q+1} alone diverges.
 
 One step on batch B: g = K_{B,·} α + ridge·α_B − Y_B; α_B −= (η/m) g; then the subsample correction.
 An epoch visits every training point once in a seeded random order (the permutation of epoch e depends
@@ -66,23 +71,28 @@ class EigenProResult:
 
 
 def eigenpro_parameters(eigvals: np.ndarray, beta: float, n: int, m_max: int, ridge: float = 0.0,
-                        q: int | None = None, s: int | None = None) -> dict[str, float]:
+                        q: int | None = None, s: int | None = None,
+                        lambda_check: float | None = None) -> dict[str, float]:
     """q, batch size m and step size η from the subsample eigenvalues (see module docstring).
 
     eigvals: the leading (descending) eigenvalues of K_SS / s — all s of them, or at least the top
     min(s, s // 4 + 2) (q never exceeds s // 4); s: the subsample size (default len(eigvals)).
+    lambda_check: the top of the preconditioned spectrum measured on fresh points (``EigenPro`` set-up);
+    batch and step use max(λ_{q+1}, lambda_check), so a preconditioner that flattens less than the
+    subsample promised cannot make the iteration diverge.
     """
     s = len(eigvals) if s is None else int(s)
     if q is None:
         q = int(np.sum(eigvals[: max(min(s - 1, len(eigvals) - 1), 1)] > beta / m_max))
         q = max(1, min(q, max(1, s // 4)))
     q = int(min(q, s - 1, len(eigvals) - 1))
-    lam_q1 = float(eigvals[q]) + ridge / n
+    lam_nys = float(eigvals[q])
+    lam_q1 = max(lam_nys, float(lambda_check or 0.0)) + ridge / n
     m_star = beta / lam_q1
     m = int(max(1, min(m_max, n, math.floor(m_star) if m_star >= 1 else 1)))
     eta = m / beta if m <= m_star else 2 * m / (beta + (m - 1) * lam_q1)
-    return {"q": q, "batch_size": m, "step_size": float(eta), "lambda_q1": lam_q1,
-            "lambda_1": float(eigvals[0]), "beta": float(beta), "critical_batch": float(m_star)}
+    return {"q": q, "batch_size": m, "step_size": float(eta), "lambda_q1": lam_q1, "lambda_q1_nystrom": lam_nys,
+            "lambda_check": None if lambda_check is None else float(lambda_check), "lambda_1": float(eigvals[0]), "beta": float(beta), "critical_batch": float(m_star)}
 
 
 def top_eigh(A: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -175,24 +185,66 @@ class EigenPro:
         Kss = op.block(train[sub].to(op.device), train[sub].to(op.device)).to(backend.ACCUM_DTYPE)
         k = min(s, max(s // 4, 0 if self.top_q == "auto" else int(self.top_q)) + 2)
         lam, E = top_eigh(Kss / s, k)
+        del Kss
         lam = lam.clamp_min(0)
         beta = float(op.diag()[train.to(op.device)].max()) + self.ridge
         itemsize = torch.finfo(op.dtype).bits // 8
         m_max = self.max_batch or int(np.clip(op.memory_budget // (4 * itemsize * max(n, 1)), 64, 8192))
-        p = eigenpro_parameters(backend.to_numpy(lam), beta, n, m_max, self.ridge,
-                                None if self.top_q == "auto" else int(self.top_q), s=s)
+        top_q = None if self.top_q == "auto" else int(self.top_q)
+        q = eigenpro_parameters(backend.to_numpy(lam), beta, n, m_max, self.ridge, top_q, s=s)["q"]
+        F = self._preconditioner_factor(lam, E, q, s)
+        lam_check = self._check_spectrum(op, train, sub, F)
+        p = eigenpro_parameters(backend.to_numpy(lam), beta, n, m_max, self.ridge, q, s=s, lambda_check=lam_check)
         if self.batch_size != "auto":
             p["batch_size"] = int(min(self.batch_size, n))
             m, lq = p["batch_size"], p["lambda_q1"]
             p["step_size"] = m / beta if m <= p["critical_batch"] else 2 * m / (beta + (m - 1) * lq)
         if self.step_size != "auto":
             p["step_size"] = float(self.step_size)
-        q = p["q"]
+        return {"sub": sub, "F": F, "params": p, "m_max": m_max, "s": s}
+
+    @staticmethod
+    def _preconditioner_factor(lam: torch.Tensor, E: torch.Tensor, q: int, s: int) -> torch.Tensor:
+        """F (s, q) of the module docstring: flattens the subsample's top-q spectrum to λ_{q+1}."""
         lq = float(lam[q])
         lam_top = lam[:q].clamp_min(lq)
         scale = ((1 - lq / lam_top) / (s * lam_top)).clamp_min(0).sqrt()
-        F = E[:, :q] * scale[None, :]
-        return {"sub": sub, "F": F, "params": p, "m_max": m_max, "s": s}
+        return E[:, :q] * scale[None, :]
+
+    def _check_spectrum(self, op: KernelOperator, train: torch.Tensor, sub: torch.Tensor, F: torch.Tensor,
+                        iters: int = 40) -> float | None:
+        """Top eigenvalue of the preconditioned kernel on t = min(s, n − s) fresh training points T.
+
+        (K_TT − K_TS F Fᵀ K_ST) / t estimates the preconditioned covariance operator away from the
+        subsample that built F. The subsample's own λ_{q+1} can be far too optimistic — at n = 5000 on a
+        20-dim NTK problem (s = 1000, q = 230, where a 1 540-fold degenerate eigenspace starts) it was
+        7× below this check, and the step it implied diverged. Power iteration; kernel cost 2·t·s entries.
+        """
+        n, s = train.numel(), sub.numel()
+        t = min(s, n - s)
+        if t < 2:
+            return None  # the subsample is the whole training set: λ_{q+1} is exact
+        rest = torch.ones(n, dtype=torch.bool)
+        rest[sub] = False
+        g = torch.Generator().manual_seed(self.seed + 104_729)
+        fresh = torch.nonzero(rest).reshape(-1)
+        fresh = fresh[torch.randperm(fresh.numel(), generator=g)[:t]].sort().values
+        dev, T, S = op.device, train[fresh].to(op.device), train[sub].to(op.device)
+        K_TT, K_TS = op.block(T, T), op.block(T, S)  # working dtype: an eigenvalue estimate needs no more
+
+        def apply(v: torch.Tensor) -> torch.Tensor:
+            w = K_TS.T.matmul(v.to(op.dtype)).to(backend.ACCUM_DTYPE)
+            corr = K_TS.matmul((F @ (F.T @ w)).to(op.dtype))
+            return (K_TT.matmul(v.to(op.dtype)) - corr).to(backend.ACCUM_DTYPE) / t
+
+        v = torch.randn(t, 1, generator=g, dtype=backend.ACCUM_DTYPE).to(dev)
+        lam = 0.0
+        for _ in range(iters):
+            v = v / v.norm()
+            w = apply(v)
+            lam = float((v * w).sum())  # Rayleigh quotient: converges fast even for clustered eigenvalues
+            v = w
+        return max(lam, 0.0)
 
     # ------------------------------------------------------------------ fit
     def fit(self, operator: KernelOperator, Y: Any) -> EigenProResult:
