@@ -1,6 +1,6 @@
 """Results table: NTK vs cell mean, DNPP, FaLRTC on the real Level-5 file and on generated data.
 
-    python scaling/results_cmap.py [--methods mean,dnpp,falrtc,ntk] [--drugs 300] [--only real|generated]
+    python scaling/results_cmap.py [--methods mean,dnpp,falrtc,ntk,ntk:mixed-dnpp] [--drugs 300] [--only real|generated]
 Writes scaling/results/cmap_results.json and prints markdown tables (copied to docs/results_cmap.md).
 Real data: l1ktools modzs_n272x978.gctx (3 drugs × 65 lines), leave-one-line-out for each drug,
 reference line = MCF7 (training only). Generated: `synthesize` with a small drug count, 978 genes.
@@ -8,6 +8,7 @@ reference line = MCF7 (training only). Generated: `synthesize` with a small drug
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import tempfile
@@ -26,10 +27,13 @@ DATA = Path(os.environ.get("BIGNTK_DATA", Path(__file__).resolve().parents[2] / 
 
 
 def run(table, methods, settings, label):
+    """Cross-validate every method; ``ntk:PRIOR`` runs the NTK with that prior (e.g. ntk:mixed-dnpp)."""
     reps = []
     for m in methods:
         t = time.perf_counter()
-        r = cross_validate(table, m, settings, progress=False)
+        name, _, prior = m.partition(":")
+        s = dataclasses.replace(settings, prior=prior) if prior else settings
+        r = cross_validate(table, name, s, progress=False)
         reps.append(r)
         print(f"[{label}] {r['method']}: r={r['pearson_r']:.4f} R2={r['mean_r2']:.4f} ({time.perf_counter() - t:.1f} s)",
               flush=True)

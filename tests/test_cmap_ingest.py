@@ -58,3 +58,29 @@ def test_ingest_errors(tmp_path):
     gct.write_text("#2.0\n")
     with pytest.raises(ValueError, match="version"):
         ingest(gct, tmp_path / "s.zarr")
+
+
+def _cmappy_parse():
+    """cmapPy's parse, or skip: cmapPy 4.0.1 imports but fails on pandas 3 (to_numeric(errors='ignore'))."""
+    parse = pytest.importorskip("cmapPy.pandasGEXpress.parse").parse
+    import pandas as pd
+
+    if int(pd.__version__.split(".")[0]) >= 3:
+        pytest.skip(f"cmapPy needs pandas < 3 (found {pd.__version__})")
+    return parse
+
+
+# Not the Level-5 file: cmapPy 4.0.1 itself fails on it (UnicodeDecodeError on a Latin-1 'µ' in the
+# column metadata), which our ingest reads (test_gctx_level5_ids_values_metadata).
+@pytest.mark.parametrize("rel", [GCT, GCTX4])
+def test_ids_values_and_metadata_match_cmappy(data_dir, tmp_path, rel):
+    parse = _cmappy_parse()
+    src = data_dir / rel
+    g = parse(str(src))
+    st = ingest(src, tmp_path / "s.zarr", progress=False)
+    np.testing.assert_array_equal(st.labels("profile_ids"), g.data_df.columns.astype(str))
+    np.testing.assert_array_equal(st.gene_ids, g.data_df.index.astype(str))
+    np.testing.assert_allclose(st.read(), g.data_df.to_numpy().T, rtol=1e-6, equal_nan=True)
+    for field in ("cell_id", "pert_id", "pert_iname"):
+        if field in g.col_metadata_df.columns:
+            np.testing.assert_array_equal(st.labels(field), g.col_metadata_df[field].astype(str).to_numpy())
