@@ -152,6 +152,8 @@ def sweep(args) -> None:
         old = json.loads(path.read_text())
         if old.get("seeds") == args.seeds and old.get("max_iter") == args.max_iter:
             out["rows"] = old["rows"]
+    redo = set(args.redo)
+    out["rows"] = [row for row in out["rows"] if row["method"] not in redo]
     done = {(row["rank"], row["n_obs"], row["method"]) for row in out["rows"]}
     methods = [("linrfm", {"alpha": 1.0}), ("linrfm", {"alpha": 0.5}), ("softimpute", {}), ("gd", {})]
     for r in args.ranks:
@@ -225,6 +227,7 @@ def main() -> None:
     ap.add_argument("--factors", type=float, nargs="*", default=[1.5, 2.5, 4.0],
                     help="sweep: observed entries as multiples of r(2d - r)")
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--redo", nargs="*", default=[], help="sweep: method labels (e.g. gd) whose cells are rerun")
     ap.add_argument("--figure", default=None, help="sweep: figure path (default docs/figures/...)")
     ap.add_argument("--device", default=None)
     args = ap.parse_args()

@@ -35,6 +35,7 @@ from bigntk.operators import DenseOperator, NTKOperator, PolyphaseCNTKOperator
 from bigntk.solvers import ConjugateGradient, EigenPro, solve
 
 OUT = Path(__file__).resolve().parent / "results" / "bench_solvers.json"
+FIGURE = Path(__file__).resolve().parents[1] / "docs" / "figures" / "ntk_time_to_accuracy.png"
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "images" / "ntk_matrix_completion"
 
 
@@ -155,6 +156,39 @@ def bench_ntk_curve(n_train=100_000, n_test=1000, epochs=5, evals_per_epoch=4, s
     return res
 
 
+def plot_time_to_accuracy(results: dict, dest: Path) -> None:
+    """Test error against wall time: EigenPro curves (n = 5k, 20k, 100k), direct and CG as points."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    for key in sorted(k for k in results if k.startswith(("ntk_n", "ntk_curve_n"))):
+        r, n = results[key], key.rsplit("_n", 1)[1]
+        curve = r["curve"] if "curve" in r else r.get("eigenpro", {}).get("curve", [])
+        if not curve:
+            continue
+        line, = ax.plot([c["seconds"] for c in curve], [c["test_rel_mse"] for c in curve], label=f"EigenPro n={n}")
+        if "direct" in r:
+            d = r["direct"]
+            ax.plot(d["kernel_s"] + d["solve_s"], d["test_rel_mse"], "o", color=line.get_color(), label=f"direct n={n}")
+        if "cg_dense_kernel" in r:
+            c = r["cg_dense_kernel"]
+            ax.plot(r["direct"]["kernel_s"] + c["seconds"], c["test_rel_mse"], "s", color=line.get_color(),
+                    label=f"CG (held kernel) n={n}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("wall time (s)")
+    ax.set_ylabel("test relative MSE")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(dest, dpi=110)
+    plt.close(fig)
+    print(f"figure -> {dest}")
+
+
 class _Stop(Exception):
     pass
 
@@ -253,10 +287,12 @@ def bench_cntk(size=320, levels=6, observed=0.8, max_iter=100, rank=50, ridge_re
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--only", nargs="*", default=["tiles", "ntk", "stream", "cntk", "cntk_small"])
+    ap.add_argument("--only", nargs="*", default=["tiles", "ntk", "stream", "cntk", "cntk_small"],
+                    help="sections to run (none: only --plot)")
     ap.add_argument("--ntk-n", type=int, default=5000)
     ap.add_argument("--ntk-epochs", type=int, nargs="*", default=[5, 10, 20],
                     help="EigenPro epochs to print (ntk: one run of the largest, recorded every epoch)")
+    ap.add_argument("--plot", action="store_true", help=f"write the time-to-accuracy figure ({FIGURE.name})")
     args = ap.parse_args()
     import os
 
@@ -283,6 +319,8 @@ def main():
         OUT.parent.mkdir(parents=True, exist_ok=True)
         OUT.write_text(json.dumps(results, indent=1, default=float))
     print(f"wrote {OUT}")
+    if args.plot:
+        plot_time_to_accuracy(json.loads(OUT.read_text()), FIGURE)
 
 
 if __name__ == "__main__":

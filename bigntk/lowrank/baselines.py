@@ -126,7 +126,7 @@ def _factor_result(best, Y_np, mask_np, it, stopper, history, rank, t0) -> Compl
 
 
 def gd_factorization_result(
-    Y: Any, mask: Any | None = None, *, rank: int, step: float = 0.5, balance: float = 0.25,
+    Y: Any, mask: Any | None = None, *, rank: int, step: float = 0.2, balance: float = 0.25,
     max_iter: int = 3000, val_fraction: float = 0.1, patience: int = 100, min_delta: float = 1e-4,
     tol: float = 1e-14, seed: int = 0, device=None, dtype=None, progress: bool = False,
     callback: ProgressCallback | None = None,
@@ -167,7 +167,9 @@ def gd_factorization(Y: Any, mask: Any | None = None, **kwargs: Any) -> np.ndarr
     """Low-rank completion by gradient descent on a rank-``rank`` factorisation U V^T.
 
     Spectral initialisation (top-r SVD of P_Omega(Y)/p), step ``step / sigma_1`` (halved, and the
-    best iterate restored, whenever the held-out error jumps above 4x its best), balancing penalty
+    best iterate restored, whenever the held-out error jumps above 4x its best; default 0.2: with 0.5 the
+    iterates of a d = 500, rank-5 problem at 3x r(2d - r) entries oscillated on a plateau at held-out
+    MSE 0.14 that never tripped the guard, where 0.2 converges to 1e-12), balancing penalty
     ``balance``. Stopping on held-out observed entries (``val_fraction``, ``patience``); the best
     iterate is returned with all observed entries equal to the data. Shapes: Y, mask (m, n) ->
     (m, n) float64. Other arguments as :func:`bigntk.lowrank.lin_rfm`.
@@ -234,8 +236,9 @@ def als(Y: Any, mask: Any | None = None, **kwargs: Any) -> np.ndarray:
 
 
 def soft_impute_result(
-    Y: Any, mask: Any | None = None, *, shrink_start: float = 0.5, shrink_decay: float = 0.95,
-    shrink_min: float = 1e-4, svd_rank: int | None = None, max_iter: int = 1000,
+    Y: Any, mask: Any | None = None, *, shrink_start: float = 0.5, shrink_decay: float = 0.5,
+    shrink_min: float = 1e-4, path_tol: float = 1e-3, momentum: bool = True, svd_rank: int | None = None,
+    max_iter: int = 1000,
     val_fraction: float = 0.1, patience: int = 50, min_delta: float = 1e-4, tol: float = 1e-14,
     seed: int = 0, device=None, dtype=None, progress: bool = False,
     callback: ProgressCallback | None = None,
@@ -244,6 +247,8 @@ def soft_impute_result(
     t0 = time.perf_counter()
     if not 0 < shrink_decay <= 1 or not 0 < shrink_min <= shrink_start:
         raise ValueError("need 0 < shrink_decay <= 1 and 0 < shrink_min <= shrink_start")
+    if not path_tol >= 0:
+        raise ValueError(f"path_tol must be >= 0; got {path_tol}")
     Y_np, mask_np, obs, dev, dt = _prepare(Y, mask, val_fraction, seed, device, dtype)
     m, n = Y_np.shape
     k = min(m, n) if svd_rank is None else int(svd_rank)
@@ -256,17 +261,24 @@ def soft_impute_result(
     floor = shrink_min * sigma1
     stopper, bar = _loop("SoftImpute", max_iter, patience, min_delta, tol, obs, progress)
     X = torch.zeros_like(Z)
+    X_prev, t_mom = X, 1.0
     best, history, it = X, [], 0
     try:
         for it in range(max_iter):
             Z = X.clone()
+            if momentum:  # Nesterov extrapolation (FISTA), restarted at every new threshold
+                t_next = (1 + math.sqrt(1 + 4 * t_mom * t_mom)) / 2
+                Z += ((t_mom - 1) / t_next) * (X - X_prev)
+                t_mom = t_next
             Z[obs.rows, obs.cols] = obs.vals  # fill: data where observed, estimate elsewhere
             U, S, V = _top_svd(Z, k, seed + it)
             S = (S - thresh).clamp_min(0.0)
-            X = (U * S) @ V.T
+            X_prev, X = X, (U * S) @ V.T
+            change = float((X - X_prev).norm() / X_prev.norm().clamp_min(1e-300))
             err = relative_val_error(X, obs.vrows, obs.vcols, obs.vvals)
             history.append(err)
             is_best, stop = stopper.update(it, err)
+            stop = stop and thresh <= floor  # a plateau before the path's end is the path, not the fit
             if is_best:
                 best = X
             if callback is not None:
@@ -275,7 +287,8 @@ def soft_impute_result(
             bar.set_postfix(val=f"{err:.2e}", rank=int((S > 0).sum()))
             if stop:
                 break
-            thresh = max(thresh * shrink_decay, floor)
+            if change < path_tol and thresh > floor:  # converged at this threshold: next one (warm start)
+                thresh, t_mom = max(thresh * shrink_decay, floor), 1.0
     except KeyboardInterrupt:
         warn_interrupted("soft_impute", it)
     finally:
@@ -288,8 +301,14 @@ def soft_impute_result(
 def soft_impute(Y: Any, mask: Any | None = None, **kwargs: Any) -> np.ndarray:
     """SoftImpute: X <- S_lam(P_O(Y) + P_O^perp(X)), singular values soft-thresholded by lam.
 
-    lam starts at ``shrink_start * sigma_1(P_O(Y))`` and decays by ``shrink_decay`` per iteration
-    to ``shrink_min * sigma_1`` (warm-started path); the best iterate on held-out entries is kept.
+    The regularisation path of Mazumder, Hastie & Tibshirani (JMLR 2010, Algorithm 1): lam starts at
+    ``shrink_start * sigma_1(P_O(Y))`` and is multiplied by ``shrink_decay`` each time the iterate has
+    converged at the current lam (relative change ``< path_tol``), down to ``shrink_min * sigma_1``;
+    each lam starts from the previous solution. ``momentum``: Nesterov-accelerated proximal steps
+    (FISTA, as in Yao & Kwok's accelerated Soft-Impute, IJCAI 2015), restarted at every new lam. The
+    best iterate on held-out entries is kept. Measured at d = 200, rank 5, 15 % observed, 1000
+    iterations (test MSE): lam lowered every iteration (this function's first version) 0.16 — the
+    iterate freezes once lam is small; the path without momentum 0.02; with momentum 7e-5.
     ``svd_rank``: compute only that many singular triplets by randomised SVD (needed for large
     matrices; default: full SVD). Y, mask (m, n) -> (m, n) float64.
     """
