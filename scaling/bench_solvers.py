@@ -73,7 +73,7 @@ def bench_tiles(size=4096, p=64):
     return res
 
 
-def bench_ntk(n_train=5000, n_test=1000, epochs=(5, 10, 20), seed=0):
+def bench_ntk(n_train=5000, n_test=1000, epochs=(5, 10, 20), seed=0, cg=True):
     Z, Y = ntk_problem(n_train + n_test, seed=seed)
     op = NTKOperator(Z, device="cpu", dtype="float32")
     tr, te = torch.arange(n_train), torch.arange(n_train, n_train + n_test)
@@ -110,6 +110,8 @@ def bench_ntk(n_train=5000, n_test=1000, epochs=(5, 10, 20), seed=0):
     first = next((c for c in curve if c["rel_diff_vs_direct"] <= 1e-3), None)
     out["eigenpro"] = {"params": r.params, "curve": curve, "first_within_1e-3": first}
     print(f"  eigenpro: rel diff ≤ 1e-3 {'at ' + str(first['epochs']) + ' epochs, ' + format(first['seconds'], '.1f') + 's' if first else 'not reached'}")
+    if not cg:
+        return out
     t = time.perf_counter()
     r = ConjugateGradient(200, tol=1e-6, progress=False).fit(DenseOperator(Ktr, device="cpu", dtype="float64"),
                                                               Y[:n_train])
@@ -166,7 +168,7 @@ def plot_time_to_accuracy(results: dict, dest: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4))
-    for key in sorted(k for k in results if k.startswith(("ntk_n", "ntk_curve_n"))):
+    for key in sorted(k for k in results if k.startswith(("ntk_n", "ntk_curve_n")) and k[-1].isdigit()):
         r, n = results[key], key.rsplit("_n", 1)[1]
         curve = r["curve"] if "curve" in r else r.get("eigenpro", {}).get("curve", [])
         if not curve:
@@ -308,6 +310,7 @@ def main():
     ap.add_argument("--ntk-n", type=int, default=5000)
     ap.add_argument("--ntk-epochs", type=int, nargs="*", default=[5, 10, 20],
                     help="EigenPro epochs to print (ntk: one run of the largest, recorded every epoch)")
+    ap.add_argument("--skip-cg", action="store_true", help="ntk: no held-kernel CG reference")
     ap.add_argument("--plot", action="store_true", help=f"write the time-to-accuracy figure ({FIGURE.name})")
     args = ap.parse_args()
     import os
@@ -315,7 +318,7 @@ def main():
     machine = {"cpus": torch.get_num_threads(), "cuda": torch.cuda.is_available(),
                "torch": torch.__version__, "load_avg_1m": os.getloadavg()[0]}
     for name in args.only:
-        fn = {"tiles": bench_tiles, "ntk": lambda: bench_ntk(args.ntk_n, epochs=tuple(args.ntk_epochs)),
+        fn = {"tiles": bench_tiles, "ntk": lambda: bench_ntk(args.ntk_n, epochs=tuple(args.ntk_epochs), cg=not args.skip_cg),
               "stream": bench_stream,
               "ntk_curve": lambda: bench_ntk_curve(args.ntk_n, epochs=max(args.ntk_epochs)),
               "cntk": bench_cntk, "cntk_small": lambda: bench_cntk(64, levels=3, max_iter=50),
