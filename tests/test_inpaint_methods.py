@@ -128,3 +128,15 @@ def test_cntk_pads_odd_sizes_and_warns_on_shallow_depth(tmp_path):
     assert out.shape == (28, 30) and np.array_equal(out[obs], img[obs])
     assert rep["depth"]["min_levels"] == 3 and not rep["depth"]["levels_ok"]
     assert np.isfinite(out).all() and np.abs(out[~obs] - img[~obs]).mean() < 0.2
+
+
+def test_dip_default_settings_actually_fit(one_thread):
+    # Regression: with PyTorch's default conv init and lr 0.01 the sigmoid saturated within a few steps
+    # and the loss never moved again; He init and lr 1e-3 (the defaults) fit the observed pixels.
+    img = smooth_rgb(32, 32)
+    obs = masks.random_missing(img.shape, 0.3, seed=1)
+    out, rep = inpaint(img, obs, method="dip", levels=3, width=16, iterations=150, truth=img,
+                       progress=False, return_report=True)
+    assert rep["info"]["final_loss"] < 0.1 * rep["info"]["first_loss"], rep["info"]
+    from bigntk.apps.inpaint.metrics import psnr
+    assert rep["psnr"] > psnr(img, mean_fill(img, obs)) + 3

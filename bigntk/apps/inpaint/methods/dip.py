@@ -5,6 +5,11 @@ Same encoder–decoder as the CNTK builder ``dip(levels, ...)``:
 Convs use circular padding; Down keeps even coordinates (stride 2); Up is nearest or bilinear.
 Input: fixed noise with ``in_channels`` i.i.d. U[0, 0.1] channels (the stationary prior of the
 CNTK). Loss: mean squared error on observed pixels. Everything is seeded.
+
+He-initialised convolutions and Adam with lr 1e-3: without batch normalisation (the CNTK's
+architecture has none) the original DIP's lr 0.01 drove the sigmoid into saturation within a few
+steps, after which the loss never moved (128² Cameraman, hole mask: loss 0.053 → 0.053 in 1000 steps;
+with these settings 0.053 → 0.002 in 500 steps, 28.5 dB).
 """
 from __future__ import annotations
 
@@ -54,10 +59,19 @@ class DIPNet(nn.Sequential):
         layers += [nn.Upsample(scale_factor=2, mode=mode, align_corners=align)]
         layers += [_conv(width, out_channels, filter), nn.Sigmoid()]
         super().__init__(*layers)
+        # He initialisation, zero biases: the variance of the (tiny, U[0, 0.1]) input survives the
+        # 2·levels + 1 convolutions. PyTorch's default conv init shrinks it about 3× per layer, so the
+        # output was a constant sigmoid(bias) and Adam never moved the loss (measured: 0.0532 → 0.0528
+        # in 1000 steps at 128², PSNR 20.5 dB on a hole mask).
+        slope = 0.0 if activation == "relu" else negative_slope
+        for mod in self.modules():
+            if isinstance(mod, nn.Conv2d):
+                nn.init.kaiming_normal_(mod.weight, a=slope, nonlinearity="leaky_relu")
+                nn.init.zeros_(mod.bias)
 
 
 def fill(image: np.ndarray, observed: np.ndarray, *, levels: int = 6, width: int = 64,
-         iterations: int = 1000, lr: float = 0.01, in_channels: int = 32, filter: int = 3,
+         iterations: int = 1000, lr: float = 1e-3, in_channels: int = 32, filter: int = 3,
          upsample: str = "nearest", seed: int = 0, device=None, progress: bool = True,
          **_ignored) -> tuple[np.ndarray, dict]:
     """Train a DIP net on the observed pixels of ``image`` (H, W, C), H and W divisible by 2**levels."""
