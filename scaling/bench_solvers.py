@@ -168,8 +168,8 @@ def plot_time_to_accuracy(results: dict, dest: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4))
-    for key in sorted(k for k in results if k.startswith(("ntk_n", "ntk_curve_n")) and k[-1].isdigit()):
-        r, n = results[key], key.rsplit("_n", 1)[1]
+    for key in sorted(k for k in results if k.startswith(("ntk_n", "ntk_curve_n"))):
+        r, n = results[key], key.rsplit("_n", 1)[1].replace("_", ", ")  # e.g. "20000, session4"
         curve = r["curve"] if "curve" in r else r.get("eigenpro", {}).get("curve", [])
         if not curve:
             continue
