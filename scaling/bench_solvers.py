@@ -73,6 +73,35 @@ def bench_tiles(size=4096, p=64):
     return res
 
 
+class EpochMonitor:
+    """EigenPro callback: ``evaluate(alpha) -> dict`` at ``per_epoch`` evenly spaced steps of every epoch.
+
+    Records {"step", "epochs", "seconds", **evaluate(alpha)}; the seconds exclude the evaluations.
+    Set ``solver`` (the EigenPro instance) before fitting: steps per epoch follow its batch size.
+    """
+
+    def __init__(self, n_train: int, evaluate, per_epoch: int = 1, quiet_unless=None):
+        self.n_train, self.evaluate, self.per_epoch = n_train, evaluate, per_epoch
+        self.quiet_unless, self.curve, self.solver = quiet_unless, [], None
+        self.t0, self.pause = time.perf_counter(), 0.0
+
+    def __call__(self, step, alpha):
+        steps = math.ceil(self.n_train / self.solver.params_["batch_size"])
+        if step % max(1, steps // self.per_epoch) and step % steps:
+            return
+        t_in = time.perf_counter()
+        rec = {"step": step, "epochs": step / steps, "seconds": t_in - self.t0 - self.pause, **self.evaluate(alpha)}
+        self.curve.append(rec)
+        if self.quiet_unless is None or rec["epochs"] in self.quiet_unless:
+            print(f"  step {step} (epoch {rec['epochs']:.2f}): {rec['seconds']:.1f}s "
+                  + " ".join(f"{k} {v:.4g}" for k, v in rec.items() if k not in ("step", "epochs", "seconds")),
+                  flush=True)
+        self.pause += time.perf_counter() - t_in
+
+    def total_seconds(self) -> float:
+        return time.perf_counter() - self.t0 - self.pause
+
+
 def bench_ntk(n_train=5000, n_test=1000, epochs=(5, 10, 20), seed=0, cg=True):
     Z, Y = ntk_problem(n_train + n_test, seed=seed)
     op = NTKOperator(Z, device="cpu", dtype="float32")
@@ -89,27 +118,20 @@ def bench_ntk(n_train=5000, n_test=1000, epochs=(5, 10, 20), seed=0, cg=True):
     pd = (Kte @ a).numpy()
     out["direct"] = {"kernel_s": t_kernel, "solve_s": t_direct, "test_rel_mse": err(pd)}
     print(f"ntk n={n_train}: direct kernel {t_kernel:.1f}s + solve {t_direct:.1f}s, test rel mse {err(pd):.4g}")
+
     # one streamed run (the kernel is re-evaluated every epoch), measured at the end of every epoch
-    curve, pause, t0 = [], [0.0], time.perf_counter()
-
-    def at_epoch(step, a):
-        steps = math.ceil(n_train / ep.params_["batch_size"])
-        if step % steps:
-            return
-        t_in = time.perf_counter()
+    def evaluate(a):
         pe = (Kte @ a).numpy()
-        curve.append({"epochs": step // steps, "seconds": t_in - t0 - pause[0], "test_rel_mse": err(pe),
-                      "rel_diff_vs_direct": float(np.linalg.norm(pe - pd) / np.linalg.norm(pd))})
-        if curve[-1]["epochs"] in epochs:
-            print(f"  eigenpro {curve[-1]['epochs']} epochs: {curve[-1]['seconds']:.1f}s test "
-                  f"{curve[-1]['test_rel_mse']:.4g} rel diff {curve[-1]['rel_diff_vs_direct']:.3g}", flush=True)
-        pause[0] += time.perf_counter() - t_in
+        return {"test_rel_mse": err(pe), "rel_diff_vs_direct": float(np.linalg.norm(pe - pd) / np.linalg.norm(pd))}
 
-    ep = EigenPro(epochs=max(epochs), seed=seed, progress=False, callback=at_epoch)
+    mon = EpochMonitor(n_train, evaluate, quiet_unless=set(epochs))
+    ep = mon.solver = EigenPro(epochs=max(epochs), seed=seed, progress=False, callback=mon)
     r = ep.fit(op.restrict(tr), Y[:n_train])
+    curve = mon.curve
     first = next((c for c in curve if c["rel_diff_vs_direct"] <= 1e-3), None)
     out["eigenpro"] = {"params": r.params, "curve": curve, "first_within_1e-3": first}
-    print(f"  eigenpro: rel diff ≤ 1e-3 {'at ' + str(first['epochs']) + ' epochs, ' + format(first['seconds'], '.1f') + 's' if first else 'not reached'}")
+    reached = f"at {first['epochs']:.0f} epochs, {first['seconds']:.1f}s" if first else "not reached"
+    print(f"  eigenpro: rel diff ≤ 1e-3 {reached}")
     if not cg:
         return out
     t = time.perf_counter()
@@ -134,24 +156,15 @@ def bench_ntk_curve(n_train=100_000, n_test=1000, epochs=5, evals_per_epoch=4, s
     tr, te = torch.arange(n_train), torch.arange(n_train, n_train + n_test)
     Yte = torch.from_numpy(Y[n_train:])
     Kte = op.block(te, tr)
-    curve, pause = [], [0.0]
-    t0 = time.perf_counter()
 
-    def cb(step, a):
-        steps = math.ceil(n_train / ep.params_["batch_size"])
-        if step % max(1, steps // evals_per_epoch) and step % steps:
-            return
-        t_in = time.perf_counter()
+    def evaluate(a):
         pred = (Kte @ a.to(torch.float32)).double()
-        err = float(((pred - Yte) ** 2).mean() / (Yte**2).mean())
-        curve.append({"step": step, "epoch": step / steps, "seconds": t_in - t0 - pause[0], "test_rel_mse": err})
-        print(f"  step {step} (epoch {step / steps:.2f}): {curve[-1]['seconds']:.0f}s test rel mse {err:.4g}",
-              flush=True)
-        pause[0] += time.perf_counter() - t_in
+        return {"test_rel_mse": float(((pred - Yte) ** 2).mean() / (Yte**2).mean())}
 
-    ep = EigenPro(epochs=epochs, seed=seed, progress=False, callback=cb)
+    mon = EpochMonitor(n_train, evaluate, per_epoch=evals_per_epoch)
+    ep = mon.solver = EigenPro(epochs=epochs, seed=seed, progress=False, callback=mon)
     r = ep.fit(op.restrict(tr), Y[:n_train])
-    total = time.perf_counter() - t0 - pause[0]
+    total, curve = mon.total_seconds(), mon.curve
     res = {"n_train": n_train, "n_test": n_test, "outputs": Y.shape[1], "epochs": epochs, "params": r.params,
            "curve": curve, "history": r.history, "total_s": total, "peak_rss_gb": peak_rss_gb(),
            "torch_threads": torch.get_num_threads(), "dense_kernel_gb_float32": n_train**2 * 4 / 2**30}
@@ -288,7 +301,8 @@ def bench_cntk(size=320, levels=6, observed=0.8, max_iter=100, rank=50, ridge_re
     r = ConjugateGradient(max_iter, tol=1e-8, rank=rank, ridge=ridge, seed=0, progress=False,
                           callback=monitor, **kw).fit(op, y, sketch_operator=op32 if sketch32 else None)
     dt = time.perf_counter() - t0_ref[0]
-    res = {"shape": [H, W], "channels": int(img.shape[1]), "holes_missing": holes, "levels": levels, "observed": int(op.n), "kernel_window_s": t_kernel,
+    res = {"shape": [H, W], "channels": int(img.shape[1]), "holes_missing": holes, "levels": levels,
+           "observed": int(op.n), "kernel_window_s": t_kernel,
            "matvec_float32_s": t32, "matvec_float64_s": t64, "cg_seconds_excl_monitoring": dt,
            "cg_iterations": r.iterations, "cg_stopped": r.stopped, "psnr_unobserved_db": psnr(r.alpha),
            "psnr_curve": curve, "nystrom_rank": rank, "ridge_rel": ridge_rel,
@@ -318,7 +332,8 @@ def main():
     machine = {"cpus": torch.get_num_threads(), "cuda": torch.cuda.is_available(),
                "torch": torch.__version__, "load_avg_1m": os.getloadavg()[0]}
     for name in args.only:
-        fn = {"tiles": bench_tiles, "ntk": lambda: bench_ntk(args.ntk_n, epochs=tuple(args.ntk_epochs), cg=not args.skip_cg),
+        fn = {"tiles": bench_tiles,
+              "ntk": lambda: bench_ntk(args.ntk_n, epochs=tuple(args.ntk_epochs), cg=not args.skip_cg),
               "stream": bench_stream,
               "ntk_curve": lambda: bench_ntk_curve(args.ntk_n, epochs=max(args.ntk_epochs)),
               "cntk": bench_cntk, "cntk_small": lambda: bench_cntk(64, levels=3, max_iter=50),

@@ -60,8 +60,8 @@ def relu_duals(rho: Any, negative_slope: float = 0.0) -> Tuple[Any, Any]:
     xp, r = _ops(rho)
     if xp is torch:
         return _relu_duals_torch(r, float(negative_slope))
-    theta = xp.arccos(r)
-    sin = xp.sqrt(xp.clip(1.0 - r * r, 0.0, None)) if xp is np else (1.0 - r * r).clamp_min(0.0).sqrt()
+    theta = np.arccos(r)
+    sin = np.sqrt(np.clip(1.0 - r * r, 0.0, None))
     k1 = (sin + r * (math.pi - theta)) / math.pi
     k0 = (math.pi - theta) / math.pi
     a = float(negative_slope)

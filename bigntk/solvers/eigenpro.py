@@ -70,9 +70,15 @@ class EigenProResult:
     stopped: str = ""
 
 
+def _auto_q(eigvals: np.ndarray, beta: float, m_max: int, s: int) -> int:
+    """q = #{λ_i > β / m_max}, in [1, s/4] (EigenPro 2, §4)."""
+    q = int(np.sum(eigvals[: max(min(s - 1, len(eigvals) - 1), 1)] > beta / m_max))
+    return max(1, min(q, max(1, s // 4)))
+
+
 def eigenpro_parameters(eigvals: np.ndarray, beta: float, n: int, m_max: int, ridge: float = 0.0,
-                        q: int | None = None, s: int | None = None,
-                        lambda_check: float | None = None) -> dict[str, float]:
+                        q: int | None = None, s: int | None = None, lambda_check: float | None = None,
+                        batch_size: int | None = None) -> dict[str, float]:
     """q, batch size m and step size η from the subsample eigenvalues (see module docstring).
 
     eigvals: the leading (descending) eigenvalues of K_SS / s — all s of them, or at least the top
@@ -80,19 +86,23 @@ def eigenpro_parameters(eigvals: np.ndarray, beta: float, n: int, m_max: int, ri
     lambda_check: the top of the preconditioned spectrum measured on fresh points (``EigenPro`` set-up);
     batch and step use max(λ_{q+1}, lambda_check), so a preconditioner that flattens less than the
     subsample promised cannot make the iteration diverge.
+    batch_size: a fixed batch instead of min(m*, m_max, n); the step follows it.
     """
     s = len(eigvals) if s is None else int(s)
     if q is None:
-        q = int(np.sum(eigvals[: max(min(s - 1, len(eigvals) - 1), 1)] > beta / m_max))
-        q = max(1, min(q, max(1, s // 4)))
+        q = _auto_q(eigvals, beta, m_max, s)
     q = int(min(q, s - 1, len(eigvals) - 1))
     lam_nys = float(eigvals[q])
     lam_q1 = max(lam_nys, float(lambda_check or 0.0)) + ridge / n
     m_star = beta / lam_q1
-    m = int(max(1, min(m_max, n, math.floor(m_star) if m_star >= 1 else 1)))
+    if batch_size is None:
+        m = int(max(1, min(m_max, n, math.floor(m_star) if m_star >= 1 else 1)))
+    else:
+        m = int(min(batch_size, n))
     eta = m / beta if m <= m_star else 2 * m / (beta + (m - 1) * lam_q1)
     return {"q": q, "batch_size": m, "step_size": float(eta), "lambda_q1": lam_q1, "lambda_q1_nystrom": lam_nys,
-            "lambda_check": None if lambda_check is None else float(lambda_check), "lambda_1": float(eigvals[0]), "beta": float(beta), "critical_batch": float(m_star)}
+            "lambda_check": None if lambda_check is None else float(lambda_check), "lambda_1": float(eigvals[0]),
+            "beta": float(beta), "critical_batch": float(m_star)}
 
 
 def top_eigh(A: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -190,15 +200,12 @@ class EigenPro:
         beta = float(op.diag()[train.to(op.device)].max()) + self.ridge
         itemsize = torch.finfo(op.dtype).bits // 8
         m_max = self.max_batch or int(np.clip(op.memory_budget // (4 * itemsize * max(n, 1)), 64, 8192))
-        top_q = None if self.top_q == "auto" else int(self.top_q)
-        q = eigenpro_parameters(backend.to_numpy(lam), beta, n, m_max, self.ridge, top_q, s=s)["q"]
+        lam_np = backend.to_numpy(lam)
+        q = _auto_q(lam_np, beta, m_max, s) if self.top_q == "auto" else int(min(int(self.top_q), s - 1, k - 1))
         F = self._preconditioner_factor(lam, E, q, s)
-        lam_check = self._check_spectrum(op, train, sub, F)
-        p = eigenpro_parameters(backend.to_numpy(lam), beta, n, m_max, self.ridge, q, s=s, lambda_check=lam_check)
-        if self.batch_size != "auto":
-            p["batch_size"] = int(min(self.batch_size, n))
-            m, lq = p["batch_size"], p["lambda_q1"]
-            p["step_size"] = m / beta if m <= p["critical_batch"] else 2 * m / (beta + (m - 1) * lq)
+        p = eigenpro_parameters(lam_np, beta, n, m_max, self.ridge, q, s=s,
+                                lambda_check=self._check_spectrum(op, train, sub, F),
+                                batch_size=None if self.batch_size == "auto" else int(self.batch_size))
         if self.step_size != "auto":
             p["step_size"] = float(self.step_size)
         return {"sub": sub, "F": F, "params": p, "m_max": m_max, "s": s}
