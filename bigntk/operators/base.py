@@ -10,7 +10,8 @@ K over ``n`` points (observed matrix columns, observed pixels, …). It only pro
   streamed over tiles whose size comes from ``memory_budget`` (bytes), accumulated in float64.
 
 Subclasses implement ``_block`` (and may override ``diag`` / ``matmul`` with something faster, as the
-polyphase CNTK operator does). Design follows GPyTorch's LinearOperator and Falkon's mmv kernels.
+polyphase CNTK operator does; such operators set ``fast_matmul = True``: a product over all points costs
+far less than the n² kernel entries it stands for, which solvers use to choose full-batch steps). Design follows GPyTorch's LinearOperator and Falkon's mmv kernels.
 """
 from __future__ import annotations
 
@@ -78,6 +79,9 @@ class KernelOperator:
     memory_budget : int, optional
         Bytes one streamed product may use for tiles; default a quarter of free memory.
     """
+
+    #: True when ``matmul`` over all points is much cheaper than evaluating n² entries (structured product)
+    fast_matmul: bool = False
 
     def __init__(self, n: int, *, device=None, dtype=None, memory_budget: int | None = None):
         self.n = int(n)
@@ -175,6 +179,7 @@ class SubOperator(KernelOperator):
 
     def __init__(self, parent: KernelOperator, idx: IndexLike):
         self.parent = parent
+        self.fast_matmul = parent.fast_matmul
         self.index = as_index(idx, parent.n, parent.device)
         super().__init__(self.index.numel(), device=parent.device, dtype=parent.dtype,
                          memory_budget=parent.memory_budget)

@@ -138,6 +138,8 @@ class PolyphaseCNTKOperator(KernelOperator):
     observed : (H, W) bool mask or flat pixel indices (None = all).
     """
 
+    fast_matmul = True
+
     def __init__(self, window: Any, c_far: float, image_shape: tuple[int, int], observed: Any = None, *,
                  device=None, dtype=None, memory_budget: int | None = None):
         dev = backend.resolve_device(device)

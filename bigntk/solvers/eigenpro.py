@@ -20,12 +20,22 @@ Automatic parameters (the published formulas), with β = max_i K_ii (+ ridge):
   (from the memory budget), i.e. q = #{i : λ_i > β / m_max} (EigenPro 2, §4), capped at s/4;
 * batch m = min(m*(q), m_max, n);
 * step η(m) = m / β for m ≤ m*, and η(m) = 2m / (β + (m − 1) λ_{q+1}) beyond (Ma et al. 2018, Thm 4);
-  with a ridge, λ_{q+1} is shifted by ridge / n;
+  with a ridge, λ_{q+1} is shifted by ridge / n. A batch of all n points (sampled without replacement)
+  is the exact gradient: η = 1/λ_{q+1}, the rule's value at m = m* and its noise-free limit;
 * safety check (ours, not in the papers): batch and step use max(λ_{q+1}, λ_check), λ_check the top
   eigenvalue of the preconditioned kernel on t fresh training points outside S (power iteration). A
   subsample cannot see how much of the spectrum its eigenvectors miss on other points; when q reaches
   into a highly degenerate eigenspace the true preconditioned top is several times λ_{q+1}, and a step
   set from λ_{q+1} alone diverges.
+
+Full-batch mode (``full_batch="auto"``: operators with a fast product, ``op.fast_matmul``, such as the
+polyphase CNTK). When one product over all n points costs a few milliseconds, the batch is the whole
+training set: an epoch is one step of preconditioned gradient descent. Without gradient noise the
+step is no longer limited by β — η = 1/λ_{q+1}, as for any batch of all n points — and q is
+no longer limited by the critical batch: it takes the largest value the subsample supports (s/4, with
+a larger default s), so the convergence factor per step, 1 − λ_min/λ_{q+1}, improves with every added
+eigenvector. λ_check is then measured on all training points (exact up to the power iteration), and
+the subsample correction K_{S,·} g is one more fast product.
 
 One step on batch B: g = K_{B,·} α + ridge·α_B − Y_B; α_B −= (η/m) g; then the subsample correction.
 An epoch visits every training point once in a seeded random order (the permutation of epoch e depends
@@ -53,6 +63,9 @@ from .checkpoint import config_hash, load_checkpoint, save_checkpoint
 
 __all__ = ["EigenPro", "EigenProResult", "eigenpro_parameters"]
 
+#: largest automatic Nyström subsample in full-batch mode (set-up: an s × s block and its top s/4 eigenpairs)
+FULL_BATCH_MAX_SUBSAMPLE = 6000
+
 
 @dataclass
 class EigenProResult:
@@ -78,7 +91,7 @@ def _auto_q(eigvals: np.ndarray, beta: float, m_max: int, s: int) -> int:
 
 def eigenpro_parameters(eigvals: np.ndarray, beta: float, n: int, m_max: int, ridge: float = 0.0,
                         q: int | None = None, s: int | None = None, lambda_check: float | None = None,
-                        batch_size: int | None = None) -> dict[str, float]:
+                        batch_size: int | None = None, full_batch: bool = False) -> dict[str, float]:
     """q, batch size m and step size η from the subsample eigenvalues (see module docstring).
 
     eigvals: the leading (descending) eigenvalues of K_SS / s — all s of them, or at least the top
@@ -87,20 +100,27 @@ def eigenpro_parameters(eigvals: np.ndarray, beta: float, n: int, m_max: int, ri
     batch and step use max(λ_{q+1}, lambda_check), so a preconditioner that flattens less than the
     subsample promised cannot make the iteration diverge.
     batch_size: a fixed batch instead of min(m*, m_max, n); the step follows it.
+    full_batch: batch n and η = 1/λ_{q+1} (noise-free gradient descent); q defaults to s/4.
     """
     s = len(eigvals) if s is None else int(s)
     if q is None:
-        q = _auto_q(eigvals, beta, m_max, s)
+        q = _auto_q(eigvals, beta, math.inf if full_batch else m_max, s)
     q = int(min(q, s - 1, len(eigvals) - 1))
     lam_nys = float(eigvals[q])
     lam_q1 = max(lam_nys, float(lambda_check or 0.0)) + ridge / n
     m_star = beta / lam_q1
-    if batch_size is None:
+    if full_batch:
+        m = int(n)
+    elif batch_size is None:
         m = int(max(1, min(m_max, n, math.floor(m_star) if m_star >= 1 else 1)))
     else:
         m = int(min(batch_size, n))
-    eta = m / beta if m <= m_star else 2 * m / (beta + (m - 1) * lam_q1)
-    return {"q": q, "batch_size": m, "step_size": float(eta), "lambda_q1": lam_q1, "lambda_q1_nystrom": lam_nys,
+    if m == n:  # the exact gradient: no noise term, the m → ∞ limit of the rule (= its value at m = m*)
+        eta = 1.0 / lam_q1
+    else:
+        eta = m / beta if m <= m_star else 2 * m / (beta + (m - 1) * lam_q1)
+    return {"q": q, "batch_size": m, "step_size": float(eta), "full_batch": bool(full_batch),
+            "lambda_q1": lam_q1, "lambda_q1_nystrom": lam_nys,
             "lambda_check": None if lambda_check is None else float(lambda_check), "lambda_1": float(eigvals[0]),
             "beta": float(beta), "critical_batch": float(m_star)}
 
@@ -138,8 +158,12 @@ class EigenPro:
     epochs : int
         Maximum number of passes over the training points.
     subsample_size : int or "auto"
-        Nyström subsample s; auto = min(n, max(1000, min(12000, n // 8))) (grows with n, as in EigenPro 2).
+        Nyström subsample s; auto = min(n, max(1000, min(12000, n // 8))) (grows with n, as in EigenPro 2);
+        in full-batch mode min(n, max(1000, min(FULL_BATCH_MAX_SUBSAMPLE, n // 2))).
     top_q, batch_size, step_size : int / float or "auto" (see module docstring).
+    full_batch : bool or "auto"
+        One preconditioned gradient step per epoch over all points (module docstring); auto = the
+        operator has a fast product (``operator.fast_matmul``) and ``batch_size`` is "auto".
     max_batch : int, optional
         Batch capacity m_max; default from the operator's memory budget (a batch row strip of the
         kernel, m × n, in the working dtype), clipped to [64, 8192].
@@ -157,7 +181,7 @@ class EigenPro:
                  batch_size: int | str = "auto", step_size: float | str = "auto", max_batch: int | None = None,
                  ridge: float = 0.0, seed: int = 0, tol: float | None = None, val_fraction: float = 0.0,
                  patience: int = 3, checkpoint: str | None = None, checkpoint_every: int = 50,
-                 progress: bool = True, callback: Callable | None = None):
+                 progress: bool = True, callback: Callable | None = None, full_batch: bool | str = "auto"):
         if int(epochs) < 1:
             raise ValueError(f"epochs must be >= 1, got {epochs}")
         if ridge < 0:
@@ -170,11 +194,15 @@ class EigenPro:
         self.val_fraction, self.patience = float(val_fraction), int(patience)
         self.checkpoint, self.checkpoint_every = checkpoint, max(1, int(checkpoint_every))
         self.progress, self.callback = progress, callback
+        if full_batch not in (True, False, "auto"):
+            raise ValueError(f"full_batch must be True, False or 'auto', got {full_batch!r}")
+        self.full_batch = full_batch
 
     # ------------------------------------------------------------------ helpers
     def _config(self, op: KernelOperator, Y: np.ndarray) -> str:
         cfg = {k: getattr(self, k) for k in ("epochs", "subsample_size", "top_q", "batch_size", "step_size",
-                                             "max_batch", "ridge", "seed", "tol", "val_fraction", "patience")}
+                                             "max_batch", "ridge", "seed", "tol", "val_fraction", "patience",
+                                             "full_batch")}
         cfg.update(solver="eigenpro", n=op.n, operator=op.fingerprint(), dtype=str(op.dtype))
         return config_hash(cfg, Y)
 
@@ -186,10 +214,19 @@ class EigenPro:
         n_val = max(1, int(round(self.val_fraction * n)))
         return perm[n_val:].sort().values, perm[:n_val].sort().values
 
+    def _is_full_batch(self, op: KernelOperator) -> bool:
+        if self.full_batch == "auto":
+            return bool(getattr(op, "fast_matmul", False)) and self.batch_size == "auto"
+        return bool(self.full_batch)
+
     def _setup(self, op: KernelOperator, train: torch.Tensor) -> dict[str, Any]:
         n = train.numel()
+        full = self._is_full_batch(op)
         s = self.subsample_size
-        s = min(n, max(1000, min(12000, n // 8))) if s == "auto" else min(int(s), n)
+        if s == "auto":
+            s = min(n, max(1000, min(FULL_BATCH_MAX_SUBSAMPLE, n // 2) if full else min(12000, n // 8)))
+        else:
+            s = min(int(s), n)
         g = torch.Generator().manual_seed(self.seed)
         sub = torch.randperm(n, generator=g)[:s].sort().values
         Kss = op.block(train[sub].to(op.device), train[sub].to(op.device)).to(backend.ACCUM_DTYPE)
@@ -201,11 +238,15 @@ class EigenPro:
         itemsize = torch.finfo(op.dtype).bits // 8
         m_max = self.max_batch or int(np.clip(op.memory_budget // (4 * itemsize * max(n, 1)), 64, 8192))
         lam_np = backend.to_numpy(lam)
-        q = _auto_q(lam_np, beta, m_max, s) if self.top_q == "auto" else int(min(int(self.top_q), s - 1, k - 1))
+        if self.top_q == "auto":
+            q = _auto_q(lam_np, beta, math.inf if full else m_max, s)
+        else:
+            q = int(min(int(self.top_q), s - 1, k - 1))
         F = self._preconditioner_factor(lam, E, q, s)
         p = eigenpro_parameters(lam_np, beta, n, m_max, self.ridge, q, s=s,
                                 lambda_check=self._check_spectrum(op, train, sub, F),
-                                batch_size=None if self.batch_size == "auto" else int(self.batch_size))
+                                batch_size=None if self.batch_size == "auto" else int(self.batch_size),
+                                full_batch=full)
         if self.step_size != "auto":
             p["step_size"] = float(self.step_size)
         return {"sub": sub, "F": F, "params": p, "m_max": m_max, "s": s}
@@ -220,29 +261,42 @@ class EigenPro:
 
     def _check_spectrum(self, op: KernelOperator, train: torch.Tensor, sub: torch.Tensor, F: torch.Tensor,
                         iters: int = 40) -> float | None:
-        """Top eigenvalue of the preconditioned kernel on t = min(s, n − s) fresh training points T.
+        """Top eigenvalue of the preconditioned kernel on t points T the subsample did not choose.
 
         (K_TT − K_TS F Fᵀ K_ST) / t estimates the preconditioned covariance operator away from the
         subsample that built F. The subsample's own λ_{q+1} can be far too optimistic — at n = 5000 on a
         20-dim NTK problem (s = 1000, q = 230, where a 1 540-fold degenerate eigenspace starts) it was
-        7× below this check, and the step it implied diverged. Power iteration; kernel cost 2·t·s entries.
+        7× below this check, and the step it implied diverged. Power iteration. With tiles, T is
+        t = min(s, n − s) fresh points (kernel cost 2·t·s entries, held); with a fast product T is every
+        training point and each iteration is three products — the exact top of the preconditioned
+        operator the iteration sees.
         """
         n, s = train.numel(), sub.numel()
-        t = min(s, n - s)
-        if t < 2:
-            return None  # the subsample is the whole training set: λ_{q+1} is exact
-        rest = torch.ones(n, dtype=torch.bool)
-        rest[sub] = False
         g = torch.Generator().manual_seed(self.seed + 104_729)
-        fresh = torch.nonzero(rest).reshape(-1)
-        fresh = fresh[torch.randperm(fresh.numel(), generator=g)[:t]].sort().values
-        dev, T, S = op.device, train[fresh].to(op.device), train[sub].to(op.device)
-        K_TT, K_TS = op.block(T, T), op.block(T, S)  # working dtype: an eigenvalue estimate needs no more
+        dev, S = op.device, train[sub].to(op.device)
+        if getattr(op, "fast_matmul", False):
+            T = train.to(dev)
+
+            def K_TT(v): return op.matmul(v, rows=T, cols=T)
+            def K_TS(v): return op.matmul(v, rows=T, cols=S)
+            def K_ST(v): return op.matmul(v, rows=S, cols=T)
+        else:
+            t = min(s, n - s)
+            if t < 2:
+                return None  # the subsample is the whole training set: λ_{q+1} is exact
+            rest = torch.ones(n, dtype=torch.bool)
+            rest[sub] = False
+            fresh = torch.nonzero(rest).reshape(-1)
+            T = train[fresh[torch.randperm(fresh.numel(), generator=g)[:t]].sort().values].to(dev)
+            B_TT, B_TS = op.block(T, T), op.block(T, S)  # working dtype: an eigenvalue estimate needs no more
+
+            def K_TT(v): return B_TT.matmul(v.to(op.dtype)).to(backend.ACCUM_DTYPE)
+            def K_TS(v): return B_TS.matmul(v.to(op.dtype)).to(backend.ACCUM_DTYPE)
+            def K_ST(v): return B_TS.T.matmul(v.to(op.dtype)).to(backend.ACCUM_DTYPE)
+        t, F64 = T.numel(), F.to(backend.ACCUM_DTYPE)
 
         def apply(v: torch.Tensor) -> torch.Tensor:
-            w = K_TS.T.matmul(v.to(op.dtype)).to(backend.ACCUM_DTYPE)
-            corr = K_TS.matmul((F @ (F.T @ w)).to(op.dtype))
-            return (K_TT.matmul(v.to(op.dtype)) - corr).to(backend.ACCUM_DTYPE) / t
+            return (K_TT(v) - K_TS(F64 @ (F64.T @ K_ST(v)))) / t
 
         v = torch.randn(t, 1, generator=g, dtype=backend.ACCUM_DTYPE).to(dev)
         lam = 0.0
@@ -252,6 +306,13 @@ class EigenPro:
             lam = float((v * w).sum())  # Rayleigh quotient: converges fast even for clustered eigenvalues
             v = w
         return max(lam, 0.0)
+
+    @staticmethod
+    def _subsample_product(op: KernelOperator, S: torch.Tensor, B: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        """K_{S,B} g (s, l) in float64: a fast product where the operator has one, else a held tile."""
+        if getattr(op, "fast_matmul", False):
+            return op.matmul(g, rows=S, cols=B)
+        return op.block(S, B).to(backend.ACCUM_DTYPE) @ g
 
     # ------------------------------------------------------------------ fit
     def fit(self, operator: KernelOperator, Y: Any) -> EigenProResult:
@@ -327,8 +388,8 @@ class EigenPro:
                 if ridge:
                     g = g + ridge * a[B]
                 a[B] -= (eta / B.numel()) * g
-                KsB = op.block(train_d[sub_d], train_d[B]).to(backend.ACCUM_DTYPE)
-                a[sub_d] += (eta / B.numel()) * (F @ (F.T @ (KsB @ g)))
+                a[sub_d] += (eta / B.numel()) * (F @ (F.T @ self._subsample_product(op, train_d[sub_d],
+                                                                                  train_d[B], g)))
                 step_in_epoch += 1
                 gstep += 1
                 if self.callback is not None:
