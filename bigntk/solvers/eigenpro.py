@@ -34,8 +34,8 @@ training set: an epoch is one step of preconditioned gradient descent. Without g
 step is no longer limited by β — η = 1/λ_{q+1}, as for any batch of all n points — and q is
 no longer limited by the critical batch: it takes the largest value the subsample supports (s/4, with
 a larger default s), so the convergence factor per step, 1 − λ_min/λ_{q+1}, improves with every added
-eigenvector. λ_check is then measured on all training points (exact up to the power iteration), and
-the subsample correction K_{S,·} g is one more fast product.
+eigenvector. On a fast-product operator λ_check is measured on all training points (exact up to the
+power iteration, whatever the mode), and the subsample correction K_{S,·} g is one more fast product.
 
 One step on batch B: g = K_{B,·} α + ridge·α_B − Y_B; α_B −= (η/m) g; then the subsample correction.
 An epoch visits every training point once in a seeded random order (the permutation of epoch e depends
@@ -216,7 +216,7 @@ class EigenPro:
 
     def _is_full_batch(self, op: KernelOperator) -> bool:
         if self.full_batch == "auto":
-            return bool(getattr(op, "fast_matmul", False)) and self.batch_size == "auto"
+            return bool(op.fast_matmul) and self.batch_size == "auto"
         return bool(self.full_batch)
 
     def _setup(self, op: KernelOperator, train: torch.Tensor) -> dict[str, Any]:
@@ -261,10 +261,9 @@ class EigenPro:
 
     def _check_spectrum(self, op: KernelOperator, train: torch.Tensor, sub: torch.Tensor, F: torch.Tensor,
                         iters: int = 40) -> float | None:
-        """Top eigenvalue of the preconditioned kernel on t points T the subsample did not choose.
+        """Top eigenvalue of the preconditioned kernel (K_TT − K_TS F Fᵀ K_ST) / t on t training points T.
 
-        (K_TT − K_TS F Fᵀ K_ST) / t estimates the preconditioned covariance operator away from the
-        subsample that built F. The subsample's own λ_{q+1} can be far too optimistic — at n = 5000 on a
+        It estimates the preconditioned covariance operator beyond the subsample that built F. The subsample's own λ_{q+1} can be far too optimistic — at n = 5000 on a
         20-dim NTK problem (s = 1000, q = 230, where a 1 540-fold degenerate eigenspace starts) it was
         7× below this check, and the step it implied diverged. Power iteration. With tiles, T is
         t = min(s, n − s) fresh points (kernel cost 2·t·s entries, held); with a fast product T is every
@@ -274,7 +273,7 @@ class EigenPro:
         n, s = train.numel(), sub.numel()
         g = torch.Generator().manual_seed(self.seed + 104_729)
         dev, S = op.device, train[sub].to(op.device)
-        if getattr(op, "fast_matmul", False):
+        if op.fast_matmul:
             T = train.to(dev)
 
             def K_TT(v): return op.matmul(v, rows=T, cols=T)
@@ -310,7 +309,7 @@ class EigenPro:
     @staticmethod
     def _subsample_product(op: KernelOperator, S: torch.Tensor, B: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         """K_{S,B} g (s, l) in float64: a fast product where the operator has one, else a held tile."""
-        if getattr(op, "fast_matmul", False):
+        if op.fast_matmul:
             return op.matmul(g, rows=S, cols=B)
         return op.block(S, B).to(backend.ACCUM_DTYPE) @ g
 
