@@ -6,7 +6,7 @@ Sections (each optional, pick with --only):
             one EigenPro run of max(--ntk-epochs) epochs measured after every epoch (test error, difference to direct)
   ntk_curve EigenPro test error vs wall time at --ntk-n (e.g. 100k, where nothing n × n fits),
             max(--ntk-epochs) epochs, evaluated 4 times per epoch
-  stream    streaming EigenPro, n = 100k columns × 8 outputs: set-up + a few steps, peak RSS printed
+  stream    streaming EigenPro, n = 100k columns × 8 outputs: set-up + --stream-steps steps (0: one epoch), peak RSS
   cntk      CNTK 320² (80% observed, real image): polyphase matvec time and CG to the PSNR plateau
   cntk_small  the same at 64², s = 3, with the direct solve as reference
   cntk_ridge  320² with ridge 1e-3·mean(diag K)
@@ -220,29 +220,35 @@ class _Stop(Exception):
 
 
 def bench_stream(n=100_000, outputs=8, steps=3, batch=1024, subsample=2000):
-    Z, _ = ntk_problem(n, p=20, l=1)
-    Y = np.random.default_rng(1).standard_normal((n, outputs)).astype(np.float32)
+    """Streaming EigenPro at n columns × ``outputs`` (labels: random ReLU net of a 20-d prior + noise),
+    256 MiB tile budget: ``steps`` steps then stop, or with ``steps=0`` one whole epoch (train error
+    recorded); peak RSS printed."""
+    Z, Y = ntk_problem(n, p=20, l=outputs)
     op = NTKOperator(Z, device="cpu", dtype="float32", memory_budget=256 * 2**20)
     times = []
 
     def cb(step, a):
         times.append(time.perf_counter())
-        if step >= steps:
+        if steps and step >= steps:
             raise _Stop
 
     t0 = time.perf_counter()
+    history = []
+    ep = EigenPro(epochs=1, subsample_size=subsample, max_batch=batch, seed=0, progress=False, callback=cb)
     try:
-        EigenPro(epochs=1, subsample_size=subsample, max_batch=batch, seed=0, progress=False, callback=cb).fit(op, Y)
+        history = ep.fit(op, Y).history
     except _Stop:
         pass
     setup = times[0] - t0 if times else float("nan")
     per_step = (times[-1] - times[0]) / max(len(times) - 1, 1)
-    res = {"n": n, "outputs": outputs, "batch": batch, "subsample": subsample, "steps_run": len(times),
-           "first_step_incl_setup_s": setup, "seconds_per_step": per_step,
-           "entries_per_step": batch * n + subsample * batch,
-           "epoch_estimate_s": per_step * n / batch, "peak_rss_gb": peak_rss_gb(),
+    m = ep.params_["batch_size"]  # min(m*, max_batch): the critical batch may be below the cap
+    res = {"n": n, "outputs": outputs, "max_batch": batch, "batch": m, "subsample": subsample,
+           "params": ep.params_, "steps_run": len(times), "epoch_history": history,
+           "total_s": time.perf_counter() - t0, "first_step_incl_setup_s": setup, "seconds_per_step": per_step,
+           "entries_per_step": m * n + subsample * m,
+           "epoch_estimate_s": per_step * math.ceil(n / m), "peak_rss_gb": peak_rss_gb(),
            "dense_kernel_gb_float32": n * n * 4 / 2**30}
-    print(f"stream n={n} × {outputs}: {len(times)} steps, {per_step:.1f}s/step (batch {batch}), "
+    print(f"stream n={n} × {outputs}: {len(times)} steps, {per_step:.1f}s/step (batch {m}), "
           f"epoch ≈ {res['epoch_estimate_s']:.0f}s, peak RSS {res['peak_rss_gb']:.2f} GB "
           f"(dense kernel would be {res['dense_kernel_gb_float32']:.0f} GB)")
     return res
@@ -405,6 +411,7 @@ def main():
     ap.add_argument("--ntk-epochs", type=int, nargs="*", default=[5, 10, 20],
                     help="EigenPro epochs to print (ntk: one run of the largest, recorded every epoch)")
     ap.add_argument("--skip-cg", action="store_true", help="ntk: no held-kernel CG reference")
+    ap.add_argument("--stream-steps", type=int, default=3, help="stream: steps to run (0: one whole epoch)")
     ap.add_argument("--plot", action="store_true", help=f"write the time-to-accuracy figure ({FIGURE.name})")
     args = ap.parse_args()
     import os
@@ -414,7 +421,7 @@ def main():
     for name in args.only:
         fn = {"tiles": bench_tiles,
               "ntk": lambda: bench_ntk(args.ntk_n, epochs=tuple(args.ntk_epochs), cg=not args.skip_cg),
-              "stream": bench_stream,
+              "stream": lambda: bench_stream(steps=args.stream_steps),
               "ntk_curve": lambda: bench_ntk_curve(args.ntk_n, epochs=max(args.ntk_epochs)),
               "cntk": bench_cntk, "cntk_small": lambda: bench_cntk(64, levels=3, max_iter=50),
               "cntk_ridge": lambda: bench_cntk(max_iter=50, ridge_rel=1e-3),
