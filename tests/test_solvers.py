@@ -212,6 +212,23 @@ def test_eigenpro_full_batch_beats_minibatch_per_operator_product():
     assert err["full"] < 0.8 * err["mini"], err
 
 
+def test_eigenpro_forced_full_batch_on_tiled_operator_streams_and_converges():
+    # full_batch=True on a tiled operator: the s × n correction tile exceeds the 4 MiB budget and is
+    # streamed; the iteration is plain preconditioned gradient descent with η = 1/λ_{q+1}
+    rng = np.random.default_rng(0)
+    Z = rng.standard_normal((10, 1500))
+    Y = np.maximum(rng.standard_normal((3, 10)) @ (Z / np.linalg.norm(Z, axis=0)), 0).T
+    op = NTKOperator(Z, device="cpu", dtype="float64", memory_budget=4 * 2**20)
+    r = EigenPro(epochs=12, ridge=1e-3, seed=0, progress=False, full_batch=True).fit(op, Y)
+    p = r.params
+    assert p["full_batch"] and p["batch_size"] == 1500 and p["step_size"] == pytest.approx(1 / p["lambda_q1"])
+    assert p["lambda_check"] is not None and 1000 * 1500 * 8 > op.memory_budget
+    curve = [h["train_rel_mse"] for h in r.history]
+    assert all(b < a for a, b in zip(curve, curve[1:])) and curve[-1] < 0.05, curve
+    with pytest.raises(ValueError, match="full_batch"):
+        EigenPro(full_batch="yes")
+
+
 def test_solve_dispatch_and_regressor_errors():
     K = _psd_ill_conditioned(60) + np.eye(60)
     op = DenseOperator(K, device="cpu", dtype="float64")
