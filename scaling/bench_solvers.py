@@ -262,8 +262,8 @@ def _holes_problem(shape, missing):
 
 
 def _cntk_problem(shape, levels, observed=0.8, holes=None):
-    """(img (H·W, C), observed mask (H, W), window kernel, kernel seconds, psnr(alpha) on the missing
-    pixels): barbara grey with a random ``observed`` fraction, or with ``holes`` (missing fraction) the
+    """(img (H·W, C), observed mask (H, W), window kernel, kernel seconds, predict(alpha) → (n_missing, C)
+    float64 predictions at the missing pixels, psnr(alpha) on them): barbara grey with a random ``observed`` fraction, or with ``holes`` (missing fraction) the
     RGB hole-and-scratch problem of the inpainting target."""
     from PIL import Image
 
@@ -284,18 +284,20 @@ def _cntk_problem(shape, levels, observed=0.8, holes=None):
     full = PolyphaseCNTKOperator.from_kernel(win, None, device="cpu", dtype="float64")
     pixels = torch.as_tensor(np.flatnonzero(mask.reshape(-1)))
 
-    def psnr(alpha):
-        pred = full.matmul(alpha, rows=unobs, cols=pixels).numpy().reshape(len(unobs), -1)
-        return float(10 * np.log10(1.0 / np.mean((np.clip(pred, 0, 1) - img[unobs]) ** 2)))
+    def predict(alpha):
+        return full.matmul(torch.as_tensor(alpha), rows=unobs, cols=pixels).numpy().reshape(len(unobs), -1)
 
-    return img, mask, win, t_kernel, psnr
+    def psnr(alpha):
+        return float(10 * np.log10(1.0 / np.mean((np.clip(predict(alpha), 0, 1) - img[unobs]) ** 2)))
+
+    return img, mask, win, t_kernel, predict, psnr
 
 
 def bench_cntk_eigenpro(shape=(448, 704), levels=6, holes=0.19, epochs=150, every=10, ridge_rel=1e-3,
                         observed=0.8):
     """Full-batch EigenPro (float32 fast product) on a ``_cntk_problem`` (default: the inpainting target's
     RGB hole-and-scratch problem): PSNR on the missing pixels every ``every`` epochs, set-up included."""
-    img, mask, win, t_kernel, psnr = _cntk_problem(shape, levels, observed, holes)
+    img, mask, win, t_kernel, _, psnr = _cntk_problem(shape, levels, observed, holes)
     op32 = PolyphaseCNTKOperator.from_kernel(win, mask, device="cpu", dtype="float32")
     y = img[op32.pixels.numpy()]
     ridge = ridge_rel * float(op32.diag().double().mean())
@@ -316,7 +318,7 @@ def bench_cntk(size=320, levels=6, observed=0.8, max_iter=100, rank=50, ridge_re
     """CG on the polyphase CNTK operator; barbara (grey, size², random ``observed`` fraction), or with
     ``shape`` and ``holes`` (missing fraction) the RGB hole-and-scratch problem of the inpainting target."""
     H, W = shape or (size, size)
-    img, mask, win, t_kernel, psnr = _cntk_problem((H, W), levels, observed, holes)
+    img, mask, win, t_kernel, _, psnr = _cntk_problem((H, W), levels, observed, holes)
     op = PolyphaseCNTKOperator.from_kernel(win, mask, device="cpu", dtype="float64")
     op32 = PolyphaseCNTKOperator.from_kernel(win, mask, device="cpu", dtype="float32")
     y = img[op.pixels.numpy()]
@@ -369,15 +371,10 @@ def bench_cntk_vs_direct(size=128, levels=6, epochs=3000, ridge_rel=1e-3, full_b
 
     EigenPro runs in full-batch mode (the default on this fast-product operator; ``full_batch=False``:
     the mini-batch rule), recorded every ``every`` epochs."""
-    img, mask, win, _, _ = _cntk_problem((size, size), levels)
-    op, op32, full = (PolyphaseCNTKOperator.from_kernel(win, m, device="cpu", dtype=dt)
-                      for m, dt in ((mask, "float64"), (mask, "float32"), (None, "float64")))
+    img, mask, win, _, pred, _ = _cntk_problem((size, size), levels)
+    op, op32 = (PolyphaseCNTKOperator.from_kernel(win, mask, device="cpu", dtype=dt) for dt in ("float64", "float32"))
     y = img[op.pixels.numpy()]
-    unobs = np.flatnonzero(~mask.reshape(-1))
     ridge = ridge_rel * float(op.diag().mean())
-
-    def pred(a):
-        return full.matmul(torch.as_tensor(a), rows=unobs, cols=op.pixels).numpy()
 
     def rel(a):
         return float(np.linalg.norm(pred(a) - pd) / np.linalg.norm(pd))

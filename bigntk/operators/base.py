@@ -10,8 +10,9 @@ K over ``n`` points (observed matrix columns, observed pixels, …). It only pro
   streamed over tiles whose size comes from ``memory_budget`` (bytes), accumulated in float64.
 
 Subclasses implement ``_block`` (and may override ``diag`` / ``matmul`` with something faster, as the
-polyphase CNTK operator does; such operators set ``fast_matmul = True``: a product over all points costs
-far less than the n² kernel entries it stands for, which solvers use to choose full-batch steps). Design follows GPyTorch's LinearOperator and Falkon's mmv kernels.
+polyphase CNTK operator does; such operators set ``fast_matmul = True``: a product over all points
+costs far less than the n² kernel entries it stands for, which solvers use to choose full-batch
+steps). Design follows GPyTorch's LinearOperator and Falkon's mmv kernels.
 """
 from __future__ import annotations
 

@@ -263,22 +263,24 @@ class EigenPro:
                         iters: int = 40) -> float | None:
         """Top eigenvalue of the preconditioned kernel (K_TT − K_TS F Fᵀ K_ST) / t on t training points T.
 
-        It estimates the preconditioned covariance operator beyond the subsample that built F. The subsample's own λ_{q+1} can be far too optimistic — at n = 5000 on a
-        20-dim NTK problem (s = 1000, q = 230, where a 1 540-fold degenerate eigenspace starts) it was
-        7× below this check, and the step it implied diverged. Power iteration. With tiles, T is
-        t = min(s, n − s) fresh points (kernel cost 2·t·s entries, held); with a fast product T is every
-        training point and each iteration is three products — the exact top of the preconditioned
-        operator the iteration sees.
+        It estimates the preconditioned covariance operator beyond the subsample that built F. The
+        subsample's own λ_{q+1} can be far too optimistic — at n = 5000 on a 20-dim NTK problem
+        (s = 1000, q = 230, where a 1 540-fold degenerate eigenspace starts) it was 7× below this
+        check, and the step it implied diverged. Power iteration. With tiles, T is t = min(s, n − s)
+        fresh points (kernel cost 2·t·s entries, held); with a fast product T is every training point
+        (S ⊂ T, so K_ST v is a slice of K_TT v) and each iteration is two products — the exact top of
+        the preconditioned operator the iteration sees.
         """
         n, s = train.numel(), sub.numel()
         g = torch.Generator().manual_seed(self.seed + 104_729)
         dev, S = op.device, train[sub].to(op.device)
+        F64 = F.to(backend.ACCUM_DTYPE)
         if op.fast_matmul:
-            T = train.to(dev)
+            T, sub_d = train.to(dev), sub.to(dev)
 
-            def K_TT(v): return op.matmul(v, rows=T, cols=T)
-            def K_TS(v): return op.matmul(v, rows=T, cols=S)
-            def K_ST(v): return op.matmul(v, rows=S, cols=T)
+            def apply(v: torch.Tensor) -> torch.Tensor:
+                Kv = op.matmul(v, rows=T, cols=T)
+                return (Kv - op.matmul(F64 @ (F64.T @ Kv[sub_d]), rows=T, cols=S)) / T.numel()
         else:
             t = min(s, n - s)
             if t < 2:
@@ -289,14 +291,13 @@ class EigenPro:
             T = train[fresh[torch.randperm(fresh.numel(), generator=g)[:t]].sort().values].to(dev)
             B_TT, B_TS = op.block(T, T), op.block(T, S)  # working dtype: an eigenvalue estimate needs no more
 
-            def K_TT(v): return B_TT.matmul(v.to(op.dtype)).to(backend.ACCUM_DTYPE)
-            def K_TS(v): return B_TS.matmul(v.to(op.dtype)).to(backend.ACCUM_DTYPE)
-            def K_ST(v): return B_TS.T.matmul(v.to(op.dtype)).to(backend.ACCUM_DTYPE)
-        t, F64 = T.numel(), F.to(backend.ACCUM_DTYPE)
+            def held(B: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+                return B.matmul(v.to(op.dtype)).to(backend.ACCUM_DTYPE)
 
-        def apply(v: torch.Tensor) -> torch.Tensor:
-            return (K_TT(v) - K_TS(F64 @ (F64.T @ K_ST(v)))) / t
+            def apply(v: torch.Tensor) -> torch.Tensor:
+                return (held(B_TT, v) - held(B_TS, F64 @ (F64.T @ held(B_TS.T, v)))) / T.numel()
 
+        t = T.numel()
         v = torch.randn(t, 1, generator=g, dtype=backend.ACCUM_DTYPE).to(dev)
         lam = 0.0
         for _ in range(iters):
