@@ -47,7 +47,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from bigntk.apps.cmap.priors import sparse_regime_prior
+    from bigntk.priors.cmap import sparse_regime_prior
     from bigntk.apps.cmap.synth import synthesize
     from bigntk.baselines import CellMean
     from bigntk.operators import FactorisedNTKOperator

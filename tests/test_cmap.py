@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from bigntk.apps.cmap.cv import CVSettings, cross_validate, markdown_table, paired_test, profile_metrics, REPORT_KEYS
-from bigntk.apps.cmap.priors import SparseRegimePrior, mixed_prior, sparse_regime_prior
+from bigntk.priors.cmap import SparseRegimePrior, mixed_prior, sparse_regime_prior
 from bigntk.apps.cmap.synth import synthesize
 from bigntk.baselines import DNPP, CellMean, FaLRTC, complete_tensor
 from bigntk.store import aggregate
@@ -75,7 +75,7 @@ def test_sparse_prior_gram_matches_explicit_features(table):
                             n_cells=8, n_drugs=60)
     M, E = p.cell_gram.numpy(), p.drug_embedding.numpy()
     # explicit features [w‖e_d‖ m̂_c, e_d, τ I]
-    from bigntk.apps.cmap.priors import cell_unit_means
+    from bigntk.priors.cmap import cell_unit_means
     Mh = cell_unit_means(table.Y, table.cell, 8)
     e = E[table.drug[cols]]
     Z = np.concatenate([0.75 * np.linalg.norm(e, axis=1, keepdims=True) * Mh[table.cell[cols]], e], 1)

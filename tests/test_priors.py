@@ -94,7 +94,7 @@ def test_as_prior_accepts_arrays_and_tensors():
 
 def test_scaled_factors_reproduce_the_sparse_regime_prior_and_feed_the_operator():
     """Column (c, d) = [w‖e_d‖m̂_c, e_d] + nugget: a scaled cell factor plus a drug factor."""
-    from bigntk.apps.cmap.priors import SparseRegimePrior
+    from bigntk.priors.cmap import SparseRegimePrior
     from bigntk.kernels import ntk
     from bigntk.operators import FactorisedNTKOperator
 

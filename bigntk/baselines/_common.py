@@ -24,13 +24,3 @@ def check_query(cell, drug) -> tuple[np.ndarray, np.ndarray]:
     if cell.shape != drug.shape:
         raise ValueError(f"cell and drug must have the same length, got {cell.size} and {drug.size}")
     return cell, drug
-
-
-def group_means(Y: np.ndarray, labels: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
-    """(means (n_groups, G) float64, counts (n_groups,)); groups without rows get the global mean."""
-    counts = np.bincount(labels, minlength=n_groups)
-    S = np.zeros((n_groups, Y.shape[1]))
-    np.add.at(S, labels, Y.astype(np.float64))
-    glob = Y.mean(0, dtype=np.float64) if len(Y) else np.zeros(Y.shape[1])
-    M = np.where(counts[:, None] > 0, S / np.maximum(counts, 1)[:, None], glob[None, :])
-    return M, counts

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from ..backend import ACCUM_DTYPE, resolve_device, resolve_dtype, to_numpy, to_tensor
-from ._common import check_pairs, check_query, group_means
+from ..priors import group_means
+from ._common import check_pairs, check_query
 
 
 def _unfold(X: torch.Tensor, mode: int) -> torch.Tensor:

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import check_pairs, check_query, group_means
+from ..priors import group_means
+from ._common import check_pairs, check_query
 
 
 class CellMean:

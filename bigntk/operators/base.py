@@ -30,10 +30,8 @@ IndexLike = Any  # None | slice | int array / tensor / sequence
 
 
 def default_memory_budget(device: torch.device) -> int:
-    """Bytes a tile pass may use by default: a quarter of free memory, capped at 2 GiB on CPU."""
-    free = backend.free_memory_bytes(device)
-    cap = 2 * 2**30 if device.type == "cpu" else 16 * 2**30
-    return int(max(64 * 2**20, min(free // 4, cap)))
+    """The library's one budget rule (:func:`bigntk.backend.memory_budget`) for ``device``."""
+    return backend.memory_budget(device)
 
 
 def as_index(idx: IndexLike, n: int, device: torch.device) -> torch.Tensor:
@@ -55,17 +53,20 @@ def as_index(idx: IndexLike, n: int, device: torch.device) -> torch.Tensor:
     return t
 
 
-def tile_shape(n_rows: int, n_cols: int, n_rhs: int, budget_bytes: int, itemsize: int = 4) -> tuple[int, int]:
-    """Largest (row_tile, col_tile) whose tile plus its temporaries fits ``budget_bytes``.
+def tile_shape(n_rows: int, n_cols: int, n_rhs: int, budget_bytes: int, itemsize: int = 4,
+               entry_bytes: int | None = None) -> tuple[int, int]:
+    """Largest (row_tile, col_tile) whose tile, temporaries and products fit ``budget_bytes``.
 
-    A tile of r × c entries costs about 4 copies (Gram, kernel recursion temporaries) plus the
-    float64 accumulator r × n_rhs; columns are tiled only when a full row strip does not fit.
+    A tile entry costs ``entry_bytes`` while it is computed (default 4 copies in the working dtype;
+    operators state their own, :attr:`KernelOperator.entry_bytes`); a tile row also holds its float64
+    accumulator and product (16 bytes per right-hand side). Columns are tiled only when a full row
+    strip of 1024 rows does not fit.
     """
-    per_entry = 4 * itemsize
+    per_entry = int(entry_bytes or 4 * itemsize)
     entries = max(budget_bytes // per_entry, 1 << 14)
     col_tile = min(n_cols, max(256, entries // max(min(n_rows, 1024), 1)))
     row_tile = min(n_rows, max(1, entries // max(col_tile, 1)))
-    row_tile = min(row_tile, max(1, (budget_bytes // 4) // max(8 * n_rhs, 1)))
+    row_tile = min(row_tile, max(1, (budget_bytes // 4) // max(16 * n_rhs, 1)))
     return max(row_tile, 1), max(col_tile, 1)
 
 
@@ -83,14 +84,35 @@ class KernelOperator:
 
     #: True when ``matmul`` over all points is much cheaper than evaluating n² entries (structured product)
     fast_matmul: bool = False
+    #: working copies of one tile entry, in the operator dtype, alive while ``_block`` computes a tile
+    tile_copies: int = 4
 
-    def __init__(self, n: int, *, device=None, dtype=None, memory_budget: int | None = None):
+    def __init__(self, n: int, *, device=None, dtype=None, memory_budget: int | str | None = None):
         self.n = int(n)
         self.device = backend.resolve_device(device)
         self.dtype = backend.resolve_dtype(dtype)
-        self.memory_budget = int(memory_budget) if memory_budget else default_memory_budget(self.device)
+        self.memory_budget = backend.memory_budget(self.device, memory_budget)
         #: kernel entries evaluated so far (for throughput reports)
         self.entries_evaluated = 0
+
+    # ------------------------------------------------------------------ memory plan
+    @property
+    def itemsize(self) -> int:
+        return torch.finfo(self.dtype).bits // 8
+
+    @property
+    def entry_bytes(self) -> int:
+        """Peak bytes per tile entry while a tile is computed (the operator's cost hook)."""
+        return self.tile_copies * self.itemsize
+
+    def tile_cost(self, n_rows: int, n_cols: int, n_rhs: int = 0) -> int:
+        """Bytes a (n_rows, n_cols) tile and its product with n_rhs right-hand sides hold at once."""
+        return n_rows * n_cols * self.entry_bytes + n_rows * n_rhs * 16 + n_cols * n_rhs * self.itemsize
+
+    def tile_shape(self, n_rows: int, n_cols: int, n_rhs: int = 1, budget: int | None = None) -> tuple[int, int]:
+        """(row_tile, col_tile) of a streamed pass within ``budget`` (default the operator's budget)."""
+        return tile_shape(n_rows, n_cols, n_rhs, int(budget or self.memory_budget), self.itemsize,
+                          self.entry_bytes)
 
     # ------------------------------------------------------------------ interface
     @property
@@ -101,11 +123,21 @@ class KernelOperator:
         raise NotImplementedError
 
     def block(self, rows: IndexLike = None, cols: IndexLike = None) -> torch.Tensor:
-        """Dense tile ``K[rows, cols]`` (``(len(rows), len(cols))``, operator dtype, on device)."""
+        """Dense tile ``K[rows, cols]`` (``(len(rows), len(cols))``, operator dtype, on device).
+
+        The result itself is the caller's allocation; the temporaries of computing it stay within the
+        memory budget (the tile is built in row strips when it is large).
+        """
         r = as_index(rows, self.n, self.device)
         c = as_index(cols, self.n, self.device)
         self.entries_evaluated += r.numel() * c.numel()
-        return self._block(r, c).to(self.dtype)
+        step = max(1, self.memory_budget // max(c.numel() * self.entry_bytes, 1))
+        if step >= r.numel():
+            return self._block(r, c).to(self.dtype)
+        out = torch.empty(r.numel(), c.numel(), dtype=self.dtype, device=self.device)
+        for i in range(0, r.numel(), step):
+            out[i : i + step] = self._block(r[i : i + step], c)
+        return out
 
     def diag(self) -> torch.Tensor:
         """Diagonal ``K[i, i]`` as an ``(n,)`` tensor (default: evaluated in small diagonal tiles)."""
@@ -138,8 +170,7 @@ class KernelOperator:
         return out[:, 0] if squeeze else out
 
     def _matmul(self, r: torch.Tensor, c: torch.Tensor, V64: torch.Tensor) -> torch.Tensor:
-        itemsize = torch.finfo(self.dtype).bits // 8
-        rt, ct = tile_shape(r.numel(), c.numel(), V64.shape[1], self.memory_budget, itemsize)
+        rt, ct = self.tile_shape(r.numel(), c.numel(), V64.shape[1])
         out = torch.zeros(r.numel(), V64.shape[1], dtype=backend.ACCUM_DTYPE, device=self.device)
         Vw = V64.to(self.dtype)
         for i in range(0, r.numel(), rt):
@@ -154,13 +185,6 @@ class KernelOperator:
     def restrict(self, idx: IndexLike) -> "SubOperator":
         """The principal sub-operator ``K[idx, idx]`` (a view; nothing is computed)."""
         return SubOperator(self, idx)
-
-    def grid(self) -> Any:
-        """The periodic image grid the points live on (:class:`bigntk.operators.cntk.PeriodicGrid`), or None.
-
-        Only CNTK operators have one; the circulant preconditioner (``bigntk.preconditioners``) needs it.
-        """
-        return None
 
     def fingerprint(self) -> str:
         """Short content hash (class, n, a corner tile) used by checkpoints to refuse a different kernel."""
@@ -186,6 +210,10 @@ class SubOperator(KernelOperator):
                          memory_budget=parent.memory_budget)
 
     @property
+    def entry_bytes(self) -> int:
+        return self.parent.entry_bytes
+
+    @property
     def entries_evaluated(self) -> int:  # counted on the parent, which does the work
         return self.parent.entries_evaluated
 
@@ -202,10 +230,6 @@ class SubOperator(KernelOperator):
 
     def _matmul(self, r, c, V64):
         return self.parent._matmul(self.index[r], self.index[c], V64)
-
-    def grid(self) -> Any:
-        g = self.parent.grid()
-        return None if g is None else g.restrict(self.index)
 
     def fingerprint(self) -> str:
         h = hashlib.sha256(self.parent.fingerprint().encode())

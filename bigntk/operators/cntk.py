@@ -28,9 +28,9 @@ import numpy as np
 import torch
 
 from .. import backend
-from .base import KernelOperator
+from .base import KernelOperator, SubOperator
 
-__all__ = ["CNTKOperator", "PolyphaseCNTKOperator", "PeriodicGrid", "observed_index", "tile_blocks"]
+__all__ = ["CNTKOperator", "PolyphaseCNTKOperator", "PeriodicGrid", "observed_index", "tile_blocks", "periodic_grid"]
 
 
 def observed_index(mask: Any, shape: tuple[int, int] | None = None) -> np.ndarray:
@@ -61,6 +61,17 @@ class PeriodicGrid:
 
     def restrict(self, index: torch.Tensor) -> "PeriodicGrid":
         return PeriodicGrid(self.image_shape, self.period, self.pixels[index.to(self.pixels.device)], self.offsets)
+
+
+def periodic_grid(op: KernelOperator) -> PeriodicGrid | None:
+    """The image grid an operator's points live on (CNTK operators and their restrictions), else None.
+
+    The circulant preconditioner (``bigntk.preconditioners``) needs it.
+    """
+    if isinstance(op, SubOperator):
+        g = periodic_grid(op.parent)
+        return None if g is None else g.restrict(op.index)
+    return op.grid() if isinstance(op, (CNTKOperator, PolyphaseCNTKOperator)) else None
 
 
 def _check_period(Q: int, P: int) -> None:

@@ -18,9 +18,17 @@ import torch
 
 from .. import backend
 from ..kernels.ntk import check_activation, ntk
+from ..priors import ExplicitPrior, as_prior
 from .base import KernelOperator
 
-__all__ = ["NTKOperator", "FactorisedNTKOperator"]
+__all__ = ["NTKOperator", "FactorisedNTKOperator", "ntk_operator"]
+
+
+def ntk_operator(prior: Any, **kwargs: Any) -> KernelOperator:
+    """The NTK operator for a prior: :class:`FactorisedNTKOperator` when the prior is a weighted sum of
+    group Grams (CMap scale, no per-column features), else :class:`NTKOperator`. ``kwargs`` as for both."""
+    p = as_prior(prior)
+    return FactorisedNTKOperator(p, **kwargs) if p.factors() is not None else NTKOperator(p, **kwargs)
 
 
 class _NTKMixin:
@@ -54,8 +62,6 @@ class NTKOperator(_NTKMixin, KernelOperator):
 
     def __init__(self, prior: Any, *, depth: int = 1, activation: str = "relu", negative_slope: float = 0.01,
                  device=None, dtype=None, memory_budget: int | None = None):
-        from ..priors import ExplicitPrior, as_prior
-
         self.prior = as_prior(prior)
         self._init_ntk(depth, activation, negative_slope)
         super().__init__(self.prior.n, device=device, dtype=dtype, memory_budget=memory_budget)
@@ -66,6 +72,11 @@ class NTKOperator(_NTKMixin, KernelOperator):
             Z = self.prior.Z.to(device=self.device, dtype=torch.float64)
             self._zn = (Z * sq.rsqrt()[None, :]).T.contiguous()  # (n, p)
             self._self_term = self.prior.nugget**2 / sq  # ρ_jj − z_jᵀz_j / ‖·‖² from the nugget
+
+    @property
+    def entry_bytes(self) -> int:
+        # float64 ρ (and the prior's own Gram temporaries), then κ's copies in the working dtype
+        return (8 if self._zn is not None else 24) + self.tile_copies * self.itemsize
 
     def _rho(self, rows, cols) -> torch.Tensor:
         if self._zn is None:
@@ -143,6 +154,11 @@ class FactorisedNTKOperator(_NTKMixin, KernelOperator):
         if F.shape[0] ** 2 * 8 <= gram_max_bytes:
             return "gram", F @ F.T
         return "embedding", F
+
+    @property
+    def entry_bytes(self) -> int:
+        # float64 raw Gram, one gathered factor, ρ; then κ's copies in the working dtype
+        return 24 + self.tile_copies * self.itemsize
 
     @property
     def factor_forms(self) -> list[str]:

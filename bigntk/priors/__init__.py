@@ -15,8 +15,9 @@ so a 1.3M-column CMap prior is a few int arrays and a 20k × 20k drug Gram.
 The identity nugget τ reproduces the paper code's ``concatenate([Z, τ·I])`` before normalising,
 without forming I: it adds τ² to the diagonal of the raw Gram and to every squared norm.
 """
-from .base import GramFactor, Prior, as_prior
-from .blocks import ConcatPrior, EmbeddingPrior, ExplicitPrior, FactorPrior, concat, from_imputation, one_hot
+from .base import GramFactor, Prior, group_means
+from .concrete import (ConcatPrior, EmbeddingPrior, ExplicitPrior, FactorPrior, as_prior, concat, from_imputation,
+                       one_hot)
 from .images import meshgrid, uniform
 
 __all__ = [

@@ -134,10 +134,11 @@ class Prior:
         return f"{type(self).__name__}(n={self.n}, nugget={self.nugget})"
 
 
-def as_prior(x: Any) -> Prior:
-    """Return ``x`` if it is a :class:`Prior`, else wrap a (p × n) array as an explicit prior."""
-    if isinstance(x, Prior):
-        return x
-    from .blocks import ExplicitPrior
-
-    return ExplicitPrior(x)
+def group_means(Y: np.ndarray, labels: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """(means (n_groups, G) float64, counts (n_groups,)); groups without rows get the global mean."""
+    counts = np.bincount(labels, minlength=n_groups)
+    S = np.zeros((n_groups, Y.shape[1]))
+    np.add.at(S, labels, Y.astype(np.float64))
+    glob = Y.mean(0, dtype=np.float64) if len(Y) else np.zeros(Y.shape[1])
+    M = np.where(counts[:, None] > 0, S / np.maximum(counts, 1)[:, None], glob[None, :])
+    return M, counts

@@ -5,7 +5,7 @@ from typing import Tuple
 
 import numpy as np
 
-from .blocks import ExplicitPrior
+from .concrete import ExplicitPrior
 
 
 def meshgrid(shape: Tuple[int, int]) -> ExplicitPrior:

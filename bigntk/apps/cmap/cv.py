@@ -118,7 +118,7 @@ def _sparsify(table: PairTable, train: np.ndarray, c: int, s: CVSettings, seed) 
 def ntk_predict(table: PairTable, train: np.ndarray, test: np.ndarray, ref: int, s: CVSettings) -> np.ndarray:
     """NTK completion of the test columns with the chosen prior (bigntk.complete on genes × pairs)."""
     from ...completion import complete
-    from .priors import mixed_prior, one_hot_prior, sparse_regime_prior
+    from ...priors.cmap import mixed_prior, one_hot_prior, sparse_regime_prior
 
     cols = np.concatenate([train, test])
     cell, drug = table.cell[cols], table.drug[cols]

@@ -1,4 +1,4 @@
-"""Concrete priors: explicit matrices, group factors (one-hot, embeddings) and concatenations."""
+"""Concrete priors: explicit matrices, group factors (one-hot, embeddings) and concatenations; ``as_prior``."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -140,6 +140,11 @@ def concat(priors: Sequence[Prior], weights: Optional[Sequence[float]] = None, n
     """Weighted concatenation of priors (see :class:`ConcatPrior`), with an optional nugget."""
     out = ConcatPrior(priors, weights)
     return out.with_nugget(nugget) if nugget else out
+
+
+def as_prior(x) -> Prior:
+    """Return ``x`` if it is a :class:`Prior`, else wrap a (p × n) array as an :class:`ExplicitPrior`."""
+    return x if isinstance(x, Prior) else ExplicitPrior(x)
 
 
 def from_imputation(Y_hat) -> ExplicitPrior:

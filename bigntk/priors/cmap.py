@@ -1,4 +1,4 @@
-"""Column priors for the CMap matrix (genes × (cell, drug) columns), never formed as an n × p matrix.
+"""CMap column priors: the genes × (cell, drug) matrix (genes × (cell, drug) columns), never formed as an n × p matrix.
 
 * :func:`one_hot_prior` — one-hot of the cell and/or drug label (:func:`bigntk.priors.one_hot`).
 * :class:`SparseRegimePrior` — the paper's prior for sparse lines: column (c, d) has features
@@ -22,8 +22,8 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ...priors import ExplicitPrior, GramFactor, Prior, concat, from_imputation, one_hot
-from ...baselines._common import group_means
+from .base import GramFactor, Prior, group_means
+from .concrete import concat, from_imputation, one_hot
 
 
 def one_hot_prior(cell: np.ndarray, drug: np.ndarray, which: str = "both", nugget: float = 0.0) -> Prior:
