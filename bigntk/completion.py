@@ -6,35 +6,36 @@ entries of different rows is exactly 0, so rows decouple):
 
     α_i = (K[S_i, S_i] + ridge·I)⁻¹ y_i[S_i],     ŷ_i = K[:, S_i] α_i.
 
-Rows that share an observed set share one factorisation (multi-output solve): in drug screening
-whole columns are missing, so all 978 gene rows are solved with one Cholesky. Distinct observed
-sets of equal size are batched into one batched Cholesky.
+Rows that share an observed set share one solve (multi-output): in drug screening whole columns are
+missing, so all 978 gene rows are solved together. Distinct observed sets of equal small size are
+batched into one batched Cholesky. Every kernel entry comes from one NTK operator
+(``bigntk.operators.ntk_operator``); the solver for each set follows ``bigntk.solvers.policy``.
 """
 from __future__ import annotations
 
+import hashlib
 import warnings
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator
 from tqdm.auto import tqdm
 
-from ._validation import check_matrix_and_mask, check_nonneg
-from .backend import ACCUM_DTYPE, free_memory_bytes, resolve_device, resolve_dtype
-from .kernels.ntk import check_activation, ntk
+from . import backend
+from ._validation import check_matrix_and_mask, check_nonneg, check_representable
+from .kernels.ntk import check_activation
+from .operators import KernelOperator, ntk_operator
 from .priors import Prior, as_prior
-from .solvers.direct import solve_direct
-from .solvers.regressor import DIRECT_MAX
+from .solvers import choose_solver, solve, solve_direct
+from .solvers.policy import SOLVERS
 
 __all__ = ["complete", "NTKCompleter", "SOLVERS"]
 
-#: Solver names accepted by ``complete`` / ``NTKCompleter``.
-SOLVERS = ("auto", "direct", "eigenpro", "cg")
 #: Observed sets up to this size are batched together (equal sizes) into one batched Cholesky.
 _BATCH_MAX_SET = 1024
-#: float64 temporaries alive while κ is evaluated on a tile (ρ, arccos, sqrt, Σ, Θ, …).
-_TILE_TEMPORARIES = 8
 
 
 @dataclass
@@ -44,8 +45,8 @@ class _PatternFit:
     alpha: torch.Tensor  # (s, r) dual coefficients
 
 
-class NTKCompleter:
-    """Fully connected NTK matrix completion with a feature prior (scikit-learn style).
+class NTKCompleter(BaseEstimator):
+    """Fully connected NTK matrix completion with a feature prior (a scikit-learn estimator).
 
     Parameters
     ----------
@@ -55,51 +56,36 @@ class NTKCompleter:
     activation : "relu" or "leaky_relu"; negative_slope for the latter.
     ridge : float ≥ 0, added unscaled to the kernel diagonal.
     nugget : float ≥ 0, identity nugget τ added to the prior (the paper's code uses 1.5).
-    solver : "auto" (direct up to ``direct_max`` observed columns per set, EigenPro above), "direct",
-        "eigenpro" or "cg" (iterative solvers; extra keyword arguments go to the solver).
-    direct_max : int, largest observed set ``solver="auto"`` solves directly (default 30 000).
-    device, dtype : compute device and working dtype (see :mod:`bigntk.backend`); float64 is
-        always used to accumulate the Gram.
-    memory_budget : bytes for kernel tiles (default: a quarter of free memory, at most 4 GiB).
+    solver : "auto" (``bigntk.solvers.policy``: direct up to ``direct_max`` observed columns per set,
+        EigenPro above), "direct", "eigenpro" or "cg".
+    direct_max : int, optional; override of the ``auto`` threshold.
+    solver_options : dict, optional; passed to the iterative solver (``epochs``, ``seed``, ``tol``,
+        ``checkpoint`` — a directory, one checkpoint group per observed set — …). Keyword arguments
+        given to the constructor are merged into it.
+    device, dtype, memory_budget, threads : see :mod:`bigntk.backend` (float32 by default; the Gram is
+        always accumulated in float64; ``threads`` is applied at ``fit`` when given).
     progress : show a tqdm bar over observed sets.
 
-    Attributes after ``fit``: ``n_rows_``, ``n_columns_``, ``n_patterns_`` (distinct observed sets),
-    ``n_empty_rows_``.
+    Attributes after ``fit``: ``operator_`` (the NTK operator over all n columns), ``n_rows_``,
+    ``n_columns_``, ``n_patterns_`` (distinct observed sets), ``n_empty_rows_``, ``solvers_`` (the
+    solver used per observed set).
     """
 
-    def __init__(
-        self,
-        prior: Any,
-        *,
-        depth: int = 1,
-        activation: str = "relu",
-        negative_slope: float = 0.01,
-        ridge: float = 0.0,
-        nugget: float = 0.0,
-        solver: str = "auto",
-        device: Any = None,
-        dtype: Any = None,
-        memory_budget: Optional[int] = None,
-        progress: bool = True,
-        direct_max: int = DIRECT_MAX,
-        **solver_kwargs: Any,
-    ) -> None:
-        self.prior = prior
-        self.depth = depth
-        self.activation = activation
-        self.negative_slope = negative_slope
-        self.ridge = ridge
-        self.nugget = nugget
-        self.solver = solver
-        self.device = device
-        self.dtype = dtype
-        self.memory_budget = memory_budget
+    def __init__(self, prior: Any = None, *, depth: int = 1, activation: str = "relu",
+                 negative_slope: float = 0.01, ridge: float = 0.0, nugget: float = 0.0, solver: str = "auto",
+                 direct_max: Optional[int] = None, solver_options: Optional[dict] = None, device: Any = None,
+                 dtype: Any = None, memory_budget: Any = None, threads: Optional[int] = None,
+                 progress: bool = True, **options: Any) -> None:
+        self.prior, self.depth, self.activation, self.negative_slope = prior, depth, activation, negative_slope
+        self.ridge, self.nugget, self.solver, self.direct_max = ridge, nugget, solver, direct_max
+        self.solver_options = {**(solver_options or {}), **options} if options else solver_options
+        self.device, self.dtype, self.memory_budget, self.threads = device, dtype, memory_budget, threads
         self.progress = progress
-        self.direct_max = direct_max
-        self.solver_kwargs = solver_kwargs
 
     # -- setup ------------------------------------------------------------------------------
-    def _check_params(self) -> None:
+    def _check_params(self, n: int) -> Prior:
+        if self.prior is None:
+            raise ValueError("NTKCompleter needs a prior (a Prior or a (p, n) array)")
         if isinstance(self.depth, bool) or not isinstance(self.depth, (int, np.integer)) or self.depth < 1:
             raise ValueError(f"depth must be an integer >= 1, got {self.depth!r}")
         check_activation(self.activation, self.negative_slope)
@@ -107,57 +93,34 @@ class NTKCompleter:
         check_nonneg("nugget", self.nugget)
         if self.solver not in SOLVERS:
             raise ValueError(f"unknown solver {self.solver!r}; choose one of {SOLVERS}")
-        self.device_ = resolve_device(self.device)
-        self.dtype_ = resolve_dtype(self.dtype)
-
-    def _resolved_prior(self, n: int) -> Prior:
+        self.compute_ = backend.compute(self.device, self.dtype, self.memory_budget, self.threads)
+        if self.threads is not None:
+            backend.set_threads(self.threads)
         prior = as_prior(self.prior)
         if prior.n != n:
             raise ValueError(f"prior describes {prior.n} columns but Y has {n} columns")
         return prior.with_nugget(self.nugget) if self.nugget else prior
 
-    def _budget(self) -> int:
-        if self.memory_budget is not None:
-            return int(self.memory_budget)
-        return int(min(free_memory_bytes(self.device_) // 4, 4 << 30))
-
-    def kernel(self, rows: Any = None, cols: Any = None) -> torch.Tensor:
-        """NTK block κ(ρ[rows, cols]) in the working dtype, (len(rows), len(cols))."""
-        rho = self.prior_.gram(rows, cols, device=self.device_, dtype=ACCUM_DTYPE)
-        return ntk(rho, self.depth, self.activation, self.negative_slope).to(self.dtype_)
-
-    def _tile_rows(self, width: int) -> int:
-        return max(1, self._budget() // (max(width, 1) * 8 * _TILE_TEMPORARIES))
-
-    def _kernel_tiled(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-        """κ(ρ[rows, cols]) built in row tiles so float64 temporaries stay within the budget."""
-        out = torch.empty(len(rows), len(cols), dtype=self.dtype_, device=self.device_)
-        step = self._tile_rows(len(cols))
-        for start in range(0, len(rows), step):
-            out[start : start + step] = self.kernel(rows[start : start + step], cols)
-        return out
+    def _operator(self, prior: Prior) -> KernelOperator:
+        c = self.compute_
+        return ntk_operator(prior, depth=self.depth, activation=self.activation,
+                            negative_slope=self.negative_slope, device=c.device, dtype=c.dtype,
+                            memory_budget=c.memory_budget)
 
     # -- fit ----------------------------------------------------------------------------------
-    def fit(self, Y: Any, mask: Any) -> "NTKCompleter":
-        """Fit on an (m × n) matrix ``Y`` with boolean ``mask`` (True = observed).
-
-        NaN is allowed only where ``mask`` is False. Returns ``self``.
-        """
-        self._check_params()
+    def fit(self, Y: Any, mask: Any = None) -> "NTKCompleter":
+        """Fit on an (m × n) matrix ``Y``; ``mask`` (m × n bool, True = observed) defaults to the
+        finite entries of Y. NaN is allowed only where ``mask`` is False. Returns ``self``."""
         Y, mask = check_matrix_and_mask(Y, mask)
-        self.prior_ = self._resolved_prior(Y.shape[1])
+        prior = self._check_params(Y.shape[1])
+        check_representable(Y[mask], self.compute_.dtype)
+        self.operator_ = self._operator(prior)
         self.Y_, self.mask_ = Y, mask
         self.n_rows_, self.n_columns_ = Y.shape
-        patterns, inverse = np.unique(mask, axis=0, return_inverse=True)
-        inverse = inverse.reshape(-1)
-        groups = [(patterns[u].nonzero()[0], np.flatnonzero(inverse == u)) for u in range(len(patterns))]
-        empty = [g for g in groups if g[0].size == 0]
-        self.n_empty_rows_ = int(sum(g[1].size for g in empty))
-        if self.n_empty_rows_:
-            warnings.warn(f"{self.n_empty_rows_} row(s) have no observed entry; their predictions are 0", stacklevel=2)
-        groups = [g for g in groups if g[0].size > 0]
+        groups = self._observed_sets(mask)
         self.n_patterns_ = len(groups)
         self.fits_: List[_PatternFit] = []
+        self.solvers_: List[str] = []
         bar = tqdm(total=len(groups), desc="ntk fit (observed sets)", disable=not self.progress or len(groups) < 2)
         for batch in self._batches(groups):
             self.fits_ += self._fit_batch(batch)
@@ -165,7 +128,18 @@ class NTKCompleter:
         bar.close()
         return self
 
-    def _batches(self, groups):
+    def _observed_sets(self, mask: np.ndarray) -> list:
+        """[(observed columns, rows sharing them)] for every distinct non-empty row pattern."""
+        patterns, inverse = np.unique(mask, axis=0, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        groups = [(patterns[u].nonzero()[0], np.flatnonzero(inverse == u)) for u in range(len(patterns))]
+        self.n_empty_rows_ = int(sum(rows.size for cols, rows in groups if cols.size == 0))
+        if self.n_empty_rows_:
+            warnings.warn(f"{self.n_empty_rows_} row(s) have no observed entry; their predictions are 0",
+                          stacklevel=3)
+        return [g for g in groups if g[0].size > 0]
+
+    def _batches(self, groups) -> Iterator[list]:
         """Group observed sets of equal small size so they share one batched Cholesky."""
         small: Dict[int, list] = {}
         for cols, rows in groups:
@@ -174,39 +148,42 @@ class NTKCompleter:
             else:
                 yield [(cols, rows)]
         for s, items in small.items():
-            per_batch = max(1, self._budget() // (s * s * 8 * 2))
+            per_batch = max(1, self.compute_.memory_budget // (s * s * 8 * 2))
             for start in range(0, len(items), per_batch):
                 yield items[start : start + per_batch]
 
-    def _solver_for(self, s: int) -> str:
-        if self.solver == "auto":
-            return "direct" if s <= self.direct_max else "eigenpro"
-        return self.solver
+    def _targets(self, rows: np.ndarray, cols: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(self.Y_[np.ix_(rows, cols)].T, dtype=self.compute_.dtype, device=self.compute_.device)
 
     def _fit_batch(self, batch) -> List[_PatternFit]:
-        s = batch[0][0].size
-        solver = self._solver_for(s)
+        op, s = self.operator_, batch[0][0].size
+        cols_t = [torch.as_tensor(cols, device=op.device) for cols, _ in batch]
+        solver = choose_solver(op.restrict(cols_t[0]), self.solver, self.direct_max)
+        self.solvers_ += [solver] * len(batch)
         if solver != "direct":
-            return [self._fit_iterative(cols, rows, solver) for cols, rows in batch]
+            return [self._fit_iterative(c, rows, solver) for c, (_, rows) in zip(cols_t, batch)]
         r_max = max(rows.size for _, rows in batch)
-        K = torch.empty(len(batch), s, s, dtype=self.dtype_, device=self.device_)
-        rhs = torch.zeros(len(batch), s, r_max, dtype=self.dtype_, device=self.device_)
-        cols_t = []
-        for b, (cols, rows) in enumerate(batch):
-            c = torch.as_tensor(cols, device=self.device_)
-            cols_t.append(c)
-            K[b] = self._kernel_tiled(c, c)
-            rhs[b, :, : rows.size] = torch.as_tensor(self.Y_[np.ix_(rows, cols)].T, dtype=self.dtype_, device=self.device_)
-        alpha = solve_direct(K, rhs, self.ridge)
+        K = torch.empty(len(batch), s, s, dtype=op.dtype, device=op.device)
+        rhs = torch.zeros(len(batch), s, r_max, dtype=op.dtype, device=op.device)
+        for b, (c, (cols, rows)) in enumerate(zip(cols_t, batch)):
+            K[b] = op.block(c, c)
+            rhs[b, :, : rows.size] = self._targets(rows, cols)
+        alpha = solve_direct(K, rhs, float(self.ridge))
         return [_PatternFit(rows, cols_t[b], alpha[b, :, : rows.size]) for b, (_, rows) in enumerate(batch)]
 
-    def _fit_iterative(self, cols: np.ndarray, rows: np.ndarray, solver: str) -> _PatternFit:
-        from .solvers import fit_ntk_iterative  # the streaming solvers (EigenPro / CG)
-
-        c = torch.as_tensor(cols, device=self.device_)
-        Y_S = torch.as_tensor(self.Y_[np.ix_(rows, cols)].T, dtype=self.dtype_, device=self.device_)
-        alpha = fit_ntk_iterative(self, c, Y_S, solver=solver, **self.solver_kwargs)
-        return _PatternFit(rows, c, alpha)
+    def _fit_iterative(self, cols: torch.Tensor, rows: np.ndarray, solver: str) -> _PatternFit:
+        """One observed set by a streaming solver; a ``checkpoint`` directory gets one group per set."""
+        options = dict(self.solver_options or {})
+        options.setdefault("progress", self.progress)
+        if options.get("checkpoint") is not None:
+            tag = hashlib.sha256(backend.to_numpy(cols).astype(np.int64).tobytes()).hexdigest()[:16]
+            Path(options["checkpoint"]).mkdir(parents=True, exist_ok=True)
+            options["checkpoint"] = str(Path(options["checkpoint"]) / f"set-{tag}")
+            if solver != "eigenpro":
+                options.pop("checkpoint")  # only EigenPro checkpoints; CG restarts cheaply
+        res = solve(self.operator_.restrict(cols), self._targets(rows, backend.to_numpy(cols)), solver,
+                    ridge=float(self.ridge), **options)
+        return _PatternFit(rows, cols, res.alpha.to(self.compute_.dtype))
 
     # -- predict ------------------------------------------------------------------------------
     def _check_fitted(self) -> None:
@@ -216,64 +193,68 @@ class NTKCompleter:
     def predict(self, columns: Any = None) -> np.ndarray:
         """Kernel predictions for every row at ``columns`` (default all): (m, len(columns)).
 
-        Observed entries are *not* replaced here (see :meth:`complete`); rows without any
+        Observed entries are *not* replaced here (see :meth:`transform`); rows without any
         observation predict 0.
         """
         self._check_fitted()
-        cols = torch.arange(self.n_columns_, device=self.device_) if columns is None else torch.as_tensor(
-            np.asarray(columns), device=self.device_
-        ).reshape(-1)
+        op = self.operator_
+        cols = torch.arange(self.n_columns_, device=op.device) if columns is None else torch.as_tensor(
+            np.asarray(columns), device=op.device).reshape(-1)
         out = np.zeros((self.n_rows_, len(cols)), dtype=np.result_type(self.Y_.dtype, np.float32))
         for fit in self.fits_:
-            pred = torch.empty(len(cols), fit.alpha.shape[1], dtype=self.dtype_, device=self.device_)
-            step = self._tile_rows(len(fit.cols))
-            for start in range(0, len(cols), step):
-                pred[start : start + step] = self.kernel(cols[start : start + step], fit.cols) @ fit.alpha
-            out[fit.rows] = pred.T.cpu().numpy()
+            pred = op.matmul(fit.alpha, rows=cols, cols=fit.cols)  # (len(cols), r), float64
+            out[fit.rows] = backend.to_numpy(pred.T)
+        if not np.isfinite(out).all():
+            raise FloatingPointError("the NTK predictions are not finite; rescale Y or use dtype='float64'")
         return out
 
-    def complete(self) -> np.ndarray:
-        """Completed (m × n) matrix: predictions with observed entries returned unchanged."""
+    def transform(self, Y: Any = None, mask: Any = None) -> np.ndarray:
+        """Completed (m × n) matrix: predictions with the observed entries returned unchanged.
+
+        With ``Y`` (imputer style), rows of a new matrix over the same columns are fitted with this
+        estimator's settings first (rows are independent regressions); without, the fitted matrix.
+        """
+        if Y is not None:
+            from sklearn.base import clone
+
+            return clone(self).fit(Y, mask).transform()
+        self._check_fitted()
         out = self.predict()
         out[self.mask_] = self.Y_[self.mask_]
         return out
 
-    def fit_complete(self, Y: Any, mask: Any) -> np.ndarray:
-        """``fit(Y, mask).complete()``."""
-        return self.fit(Y, mask).complete()
+    def fit_transform(self, Y: Any, mask: Any = None) -> np.ndarray:
+        """``fit(Y, mask).transform()``."""
+        return self.fit(Y, mask).transform()
+
+    def score(self, Y: Any, mask: Any = None, *, held_out: float = 0.1, seed: int = 0) -> float:
+        """R² on a seeded fraction ``held_out`` of the observed entries of ``Y``, fitted on the rest.
+
+        Rows of a completion problem are independent regressions over the columns, so a row split
+        (what ``GridSearchCV`` does) cannot test an entry the model saw: the score therefore refits
+        this estimator's settings on the test rows with ``held_out`` of their observed entries hidden.
+        """
+        from sklearn.base import clone
+
+        Y, mask = check_matrix_and_mask(Y, mask)
+        hide = mask & (np.random.default_rng(seed).random(mask.shape) < held_out)
+        if not hide.any():
+            raise ValueError("no observed entry was held out; give more rows or a larger held_out")
+        pred = clone(self).set_params(progress=False).fit(Y, mask & ~hide).predict()
+        truth = Y[hide]
+        return float(1.0 - ((pred[hide] - truth) ** 2).sum() / max(((truth - truth.mean()) ** 2).sum(), 1e-300))
 
 
-def complete(
-    Y: Any,
-    mask: Any,
-    prior: Any,
-    *,
-    depth: int = 1,
-    activation: str = "relu",
-    negative_slope: float = 0.01,
-    ridge: float = 0.0,
-    nugget: float = 0.0,
-    solver: str = "auto",
-    device: Any = None,
-    dtype: Any = None,
-    **kwargs: Any,
-) -> np.ndarray:
-    """Complete Y (m × n) from the entries where ``mask`` (m × n, bool) is True.
+def complete(Y: Any, mask: Any, prior: Any, *, depth: int = 1, activation: str = "relu",
+             negative_slope: float = 0.01, ridge: float = 0.0, nugget: float = 0.0, solver: str = "auto",
+             device: Any = None, dtype: Any = None, **kwargs: Any) -> np.ndarray:
+    """Complete Y (m × n) from the entries where ``mask`` (m × n, bool; None = the finite entries) is True.
 
     ``prior`` is a :class:`bigntk.priors.Prior` or a (p × n) array whose column j describes
     column j of Y. Returns an (m × n) numpy array with the observed entries unchanged; rows with
-    no observation are 0 (with a warning). See :class:`NTKCompleter` for the parameters.
+    no observation are 0 (with a warning). See :class:`NTKCompleter` for the parameters (estimator
+    parameters and solver options may both be passed as keywords).
     """
-    est = NTKCompleter(
-        prior,
-        depth=depth,
-        activation=activation,
-        negative_slope=negative_slope,
-        ridge=ridge,
-        nugget=nugget,
-        solver=solver,
-        device=device,
-        dtype=dtype,
-        **kwargs,
-    )
-    return est.fit(Y, mask).complete()
+    est = NTKCompleter(prior, depth=depth, activation=activation, negative_slope=negative_slope, ridge=ridge,
+                       nugget=nugget, solver=solver, device=device, dtype=dtype, **kwargs)
+    return est.fit_transform(Y, mask)

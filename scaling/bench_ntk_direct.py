@@ -41,7 +41,7 @@ def one_size(n: int, dtype: str, seed: int = 0) -> dict:
     est.fit(Y, mask)
     t_fit = time.perf_counter() - t0
     t0 = time.perf_counter()
-    Yh = est.complete()
+    Yh = est.transform()
     t_pred = time.perf_counter() - t0
     rel = float(np.linalg.norm((Yh - Y)[:, ~obs_cols]) / np.linalg.norm(Y[:, ~obs_cols]))
     return {"n_columns": n, "n_observed": int(obs_cols.sum()), "rows": genes, "dtype": dtype,

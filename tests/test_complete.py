@@ -49,7 +49,7 @@ def test_rows_with_distinct_observed_sets_are_each_solved_exactly():
     mask[0] = mask[1]  # two rows share a set
     est = bigntk.NTKCompleter(Z, ridge=1e-2, dtype="float64", progress=False).fit(Y, mask)
     assert est.n_patterns_ == 11
-    Yh = est.complete()
+    Yh = est.transform()
     for i in (0, 1, 5, 11):
         ref = reference_row(Y[i], mask[i], Z, ridge=1e-2)
         np.testing.assert_allclose(Yh[i, ~mask[i]], ref[~mask[i]], rtol=1e-7, atol=1e-8)
@@ -69,7 +69,7 @@ def test_empty_rows_get_zero_with_warning_and_predict_columns():
     mask[2] = False
     with pytest.warns(UserWarning, match="1 row"):
         est = bigntk.NTKCompleter(Z, ridge=1e-3).fit(Y, mask)
-    out = est.complete()
+    out = est.transform()
     assert np.all(out[2] == 0)
     np.testing.assert_allclose(est.predict(columns=[3, 7]), est.predict()[:, [3, 7]], rtol=1e-5, atol=1e-6)
 

@@ -78,7 +78,7 @@ def test_cg_with_circulant_preconditioner_matches_direct_in_few_iterations(kerne
     op = PolyphaseCNTKOperator.from_kernel(win, mask, device="cpu", dtype="float64")
     Y = np.random.default_rng(2).random((op.n, 3))
     ridge = 1e-3 * float(op.diag().mean())
-    ref = solve(op, Y, "direct", ridge=ridge).numpy()
+    ref = solve(op, Y, "direct", ridge=ridge).alpha.numpy()
     # Q = P: the preconditioner is the exact inverse of the system (up to its inner tolerance 1e-6)
     exact = ConjugateGradient(10, tol=1e-9, ridge=ridge, preconditioner="circulant", period=4,
                               progress=False).fit(op, Y)

@@ -96,7 +96,7 @@ def test_cg_matches_direct_and_preconditioning_helps():
     K = _psd_ill_conditioned(300)
     Y = np.random.default_rng(1).standard_normal((300, 2))
     op = DenseOperator(K, device="cpu", dtype="float64")
-    ref = solve(op, Y, "direct").numpy()
+    ref = solve(op, Y, "direct").alpha.numpy()
     pcg = ConjugateGradient(400, tol=1e-10, rank=60, progress=False).fit(op, Y)
     plain = ConjugateGradient(400, tol=1e-10, preconditioner=None, deflate_constant=False, progress=False).fit(op, Y)
     assert np.linalg.norm(pcg.alpha.numpy() - ref) / np.linalg.norm(ref) < 1e-6
@@ -110,7 +110,7 @@ def test_cg_float32_sketch_preconditioner_keeps_float64_accuracy():
     op32, _ = _cntk_window_operator(dtype="float32")
     Y = np.random.default_rng(3).random((op.n, 2))
     ridge = 1e-3 * float(op.diag().mean())
-    ref = solve(op, Y, "direct", ridge=ridge).numpy()
+    ref = solve(op, Y, "direct", ridge=ridge).alpha.numpy()
     cg = ConjugateGradient(300, tol=1e-11, ridge=ridge, rank=40, progress=False)
     r32 = cg.fit(op, Y, sketch_operator=op32)
     r64 = cg.fit(op, Y)
@@ -127,7 +127,7 @@ def test_cg_block_jacobi_tiles_match_direct_and_beat_plain_cg():
     op, _ = _cntk_window_operator(levels=2, shape=(24, 24))
     Y = np.random.default_rng(4).random((op.n, 2))
     ridge = 1e-3 * float(op.diag().mean())
-    ref = solve(op, Y, "direct", ridge=ridge).numpy()
+    ref = solve(op, Y, "direct", ridge=ridge).alpha.numpy()
     blocks = tile_blocks(op.pixels, op.image_shape, 8)
     assert sorted(np.concatenate(blocks).tolist()) == list(range(op.n)) and len(blocks) == 9
     bj = ConjugateGradient(400, tol=1e-11, ridge=ridge, preconditioner="block_jacobi", blocks=blocks,
@@ -155,14 +155,14 @@ def test_cg_and_eigenpro_on_cntk_match_direct():
     op, mask = _cntk_window_operator()
     rgb = np.random.default_rng(2).random((op.n, 3))  # three right-hand sides
     ridge = 1e-3 * float(op.diag().mean())
-    ref = solve(op, rgb, "direct", ridge=ridge).numpy()
-    cg = solve(op, rgb, "cg", ridge=ridge, max_iter=500, tol=1e-11, progress=False).numpy()
+    ref = solve(op, rgb, "direct", ridge=ridge).alpha.numpy()
+    cg = solve(op, rgb, "cg", ridge=ridge, max_iter=500, tol=1e-11, progress=False).alpha.numpy()
     assert np.linalg.norm(cg - ref) / np.linalg.norm(ref) < 1e-6
     # EigenPro is slow on this ill-conditioned kernel (CG is the tool here): a looser check of the fit
     K = op.to_dense().numpy()
     ridge = 1e-2 * float(op.diag().mean())
-    ref = solve(op, rgb, "direct", ridge=ridge).numpy()
-    ep = solve(op, rgb, "eigenpro", ridge=ridge, epochs=30, seed=0, progress=False).numpy()
+    ref = solve(op, rgb, "direct", ridge=ridge).alpha.numpy()
+    ep = solve(op, rgb, "eigenpro", ridge=ridge, epochs=30, seed=0, progress=False).alpha.numpy()
     rel = np.linalg.norm(K @ ep - K @ ref) / np.linalg.norm(K @ ref)  # fitted values
     assert rel < 0.1
 
@@ -187,7 +187,7 @@ def _camera_inpainting(shape, levels=3):
 
 def test_eigenpro_full_batch_on_fast_operator_reaches_direct():
     op, Y, predict, ridge = _camera_inpainting((32, 32))
-    ref = predict(solve(op, Y, "direct", ridge=ridge))
+    ref = predict(solve(op, Y, "direct", ridge=ridge).alpha)
     r = EigenPro(epochs=450, ridge=ridge, seed=0, progress=False).fit(op, Y)
     p = r.params
     assert p["full_batch"] and p["batch_size"] == op.n and len(r.history) == 450
@@ -199,7 +199,7 @@ def test_eigenpro_full_batch_beats_minibatch_per_operator_product():
     # On a fast-product operator a mini-batch step costs one full product, like a full-batch step.
     # Same number of steps: the full batch (larger s and q, β-free step) is closer to the direct solve.
     op, Y, predict, ridge = _camera_inpainting((64, 64))
-    ref = predict(solve(op, Y, "direct", ridge=ridge))
+    ref = predict(solve(op, Y, "direct", ridge=ridge).alpha)
     mini = EigenPro(epochs=40, ridge=ridge, seed=0, progress=False, full_batch=False).fit(op, Y)
     steps = 40 * int(np.ceil(op.n / mini.params["batch_size"]))
     assert steps > 40 and not mini.params["full_batch"]
@@ -233,10 +233,10 @@ def test_solve_dispatch_and_regressor_errors():
     K = _psd_ill_conditioned(60) + np.eye(60)
     op = DenseOperator(K, device="cpu", dtype="float64")
     Y = np.arange(60.0)
-    assert isinstance(solve(op, Y, "auto", return_result=True), torch.Tensor)  # direct below direct_max
-    res = solve(op, Y, "auto", direct_max=10, return_result=True, epochs=2, progress=False)
-    assert hasattr(res, "history") and len(res.history) == 2  # EigenPro above it
-    assert solve(op, Y).shape == (60,)
+    assert solve(op, Y, "auto").solver == "direct"  # direct below direct_max
+    res = solve(op, Y, "auto", direct_max=10, epochs=2, progress=False)
+    assert res.solver == "eigenpro" and len(res.history) == 2  # EigenPro above it
+    assert solve(op, Y).alpha.shape == (60,)
     with pytest.raises(ValueError, match="unknown solver"):
         solve(op, Y, "magic")
     reg = KernelRegressor(op)
@@ -324,8 +324,8 @@ def test_solvers_cpu_cuda_parity():
     out = []
     for dev in ("cpu", "cuda"):
         op = DenseOperator(K, device=dev, dtype="float64")
-        out.append((solve(op, Y, "eigenpro", epochs=5, seed=0, progress=False).cpu().numpy(),
-                    solve(op, Y, "cg", ridge=1e-3, tol=1e-10, progress=False).cpu().numpy()))
+        out.append((solve(op, Y, "eigenpro", epochs=5, seed=0, progress=False).alpha.cpu().numpy(),
+                    solve(op, Y, "cg", ridge=1e-3, tol=1e-10, progress=False).alpha.cpu().numpy()))
     for a, b in zip(*out):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-8)
 

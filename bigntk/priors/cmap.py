@@ -1,4 +1,4 @@
-"""CMap column priors: the genes × (cell, drug) matrix (genes × (cell, drug) columns), never formed as an n × p matrix.
+"""CMap column priors for the genes × (cell, drug) matrix, never formed as an n × p matrix.
 
 * :func:`one_hot_prior` — one-hot of the cell and/or drug label (:func:`bigntk.priors.one_hot`).
 * :class:`SparseRegimePrior` — the paper's prior for sparse lines: column (c, d) has features

@@ -1,18 +1,19 @@
 """Solvers for (K + ridge·I) α = Y on kernel operators.
 
-``solve(operator, Y, solver="auto"|"direct"|"eigenpro"|"cg")``, ``KernelRegressor`` (fit / predict on any
-operator), ``EigenPro`` (EigenPro 2, streamed, checkpointed), ``ConjugateGradient`` (deflated, Nyström
-preconditioned, float64) and ``solve_direct`` (Cholesky). ``solver="auto"`` is direct up to
-``DIRECT_MAX`` (30 000) points, EigenPro above.
+``solve(operator, Y, solver="auto"|"direct"|"eigenpro"|"cg")`` → :class:`SolveResult`;
+``KernelRegressor`` (fit / predict on any operator); ``EigenPro`` (EigenPro 2, streamed, checkpointed);
+``ConjugateGradient`` (deflated, preconditioned, float64); ``solve_direct`` (Cholesky). The policy
+(names, the ``auto`` thresholds, the result type) lives in :mod:`bigntk.solvers.policy`.
 """
-from .cg import CGResult, ConjugateGradient, nystrom_preconditioner
+from .cg import ConjugateGradient
 from .checkpoint import CheckpointMismatchError
 from .direct import NotPositiveDefiniteError, solve_direct
-from .eigenpro import EigenPro, EigenProResult, eigenpro_parameters
-from .regressor import DIRECT_MAX, SOLVERS, KernelRegressor, fit_ntk_iterative, solve
+from .eigenpro import EigenPro, eigenpro_parameters
+from .policy import DIRECT_MAX, DIRECT_MAX_FAST, SOLVERS, ConvergenceWarning, SolveResult, choose_solver
+from .regressor import KernelRegressor, solve
 
 __all__ = [
-    "solve", "KernelRegressor", "EigenPro", "EigenProResult", "eigenpro_parameters", "ConjugateGradient",
-    "CGResult", "nystrom_preconditioner", "solve_direct", "NotPositiveDefiniteError", "CheckpointMismatchError",
-    "DIRECT_MAX", "SOLVERS", "fit_ntk_iterative",
+    "solve", "KernelRegressor", "EigenPro", "eigenpro_parameters", "ConjugateGradient", "solve_direct",
+    "SolveResult", "ConvergenceWarning", "NotPositiveDefiniteError", "CheckpointMismatchError",
+    "DIRECT_MAX", "DIRECT_MAX_FAST", "SOLVERS", "choose_solver",
 ]

@@ -21,37 +21,51 @@ exact null space. Hence:
   classic one for a fixed preconditioner;
 * early stopping on held-out points (the regulariser when ridge = 0): the held-out predictions come from
   the same product (rows = train ∪ held-out), so they cost nothing extra.
+
+A run that ends at ``max_iter`` above ``tol`` says so: ``SolveResult.converged`` is False and a
+:class:`~bigntk.solvers.policy.ConvergenceWarning` is issued.
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
 from .. import backend
 from ..operators.base import KernelOperator
-from ..preconditioners import (MaskedCirculantPreconditioner, block_jacobi_preconditioner,
-                              nystrom_preconditioner)
+from ..preconditioners import PRECONDITIONERS, make_preconditioner
+from .policy import SolveResult, warn_not_converged
 
-__all__ = ["ConjugateGradient", "CGResult", "nystrom_preconditioner", "block_jacobi_preconditioner", "PRECONDITIONERS"]
-
-#: accepted values of ``ConjugateGradient(preconditioner=...)``
-PRECONDITIONERS = ("auto", "circulant", "nystrom", "block_jacobi", None, "none")
+__all__ = ["ConjugateGradient", "PRECONDITIONERS"]
 
 F64 = backend.ACCUM_DTYPE
 
 
 @dataclass
-class CGResult:
-    alpha: torch.Tensor  #: (n, l) float64, zero on held-out points
-    history: list = field(default_factory=list)
-    iterations: int = 0
-    stopped: str = ""
-    train_index: torch.Tensor | None = None
-    val_index: torch.Tensor | None = None
+class _Deflation:
+    """Deflated CG with W = [1/√n] (Saad et al. 2000): the Galerkin start and the projection of directions."""
+
+    W: torch.Tensor  # (n, 1)
+    AW: torch.Tensor  # (n + n_val, 1): A[rows] W
+    WAW_inv: float
+
+    @classmethod
+    def build(cls, A_full: Callable, n: int, device) -> "_Deflation":
+        W = torch.full((n, 1), 1.0 / np.sqrt(n), dtype=F64, device=device)
+        AW = A_full(W)
+        return cls(W, AW, 1.0 / float((W * AW[:n]).sum()))
+
+    def start(self, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x₀ solving the W-Galerkin problem, A[rows] x₀)."""
+        c = self.WAW_inv * (self.W.T @ b)
+        return self.W @ c, self.AW @ c
+
+    def __call__(self, Z: torch.Tensor) -> torch.Tensor:
+        n = self.W.shape[0]
+        return Z - self.W @ (self.WAW_inv * (self.AW[:n].T @ Z))
 
 
 class ConjugateGradient:
@@ -80,6 +94,10 @@ class ConjugateGradient:
                  callback=None):
         if ridge < 0:
             raise ValueError(f"ridge must be >= 0, got {ridge}")
+        if int(max_iter) < 1:
+            raise ValueError(f"max_iter must be >= 1, got {max_iter}")
+        if not (np.isfinite(tol) and tol > 0):
+            raise ValueError(f"tol must be a finite number > 0, got {tol}")
         if preconditioner not in PRECONDITIONERS:
             raise ValueError(f"preconditioner must be one of {PRECONDITIONERS}, got {preconditioner!r}")
         if not 0.0 <= val_fraction < 0.5:
@@ -93,8 +111,17 @@ class ConjugateGradient:
         self.period = period
         self.preconditioner_ = None  #: the preconditioner of the last fit (e.g. its inner_iterations)
 
-    def fit(self, operator: KernelOperator, Y: Any, *, sketch_operator: KernelOperator | None = None) -> CGResult:
-        """Solve for Y of shape (n, l) (or (n,)).
+    def _split(self, n_all: int, dev) -> tuple[torch.Tensor, torch.Tensor]:
+        """(train, held-out) point indices, seeded."""
+        if self.val_fraction <= 0:
+            return torch.arange(n_all, device=dev), torch.arange(0, device=dev)
+        g = torch.Generator().manual_seed(self.seed + 7919)
+        perm = torch.randperm(n_all, generator=g)
+        nv = max(1, int(round(self.val_fraction * n_all)))
+        return perm[nv:].sort().values.to(dev), perm[:nv].sort().values.to(dev)
+
+    def fit(self, operator: KernelOperator, Y: Any, *, sketch_operator: KernelOperator | None = None) -> SolveResult:
+        """Solve for Y of shape (n, l) (or (n,)); returns a :class:`~bigntk.solvers.SolveResult`.
 
         ``sketch_operator`` (optional, same kernel and points as ``operator``, e.g. a float32 copy of a
         float64 operator) serves only the Nyström sketch K·Ω of the preconditioner: the preconditioner
@@ -105,87 +132,54 @@ class ConjugateGradient:
         if sketch_operator is not None and sketch_operator.n != op.n:
             raise ValueError(f"sketch_operator has n={sketch_operator.n}, operator has n={op.n}")
         Yt = backend.to_tensor(Y, device=dev, dtype=F64)
-        if Yt.ndim == 1:
-            Yt = Yt[:, None]
+        Yt = Yt[:, None] if Yt.ndim == 1 else Yt
         if Yt.ndim != 2 or Yt.shape[0] != op.n:
             raise ValueError(f"Y must have shape (n={op.n}, l), got {tuple(Yt.shape)}")
-        if self.val_fraction > 0:
-            g = torch.Generator().manual_seed(self.seed + 7919)
-            perm = torch.randperm(op.n, generator=g)
-            nv = max(1, int(round(self.val_fraction * op.n)))
-            val, train = perm[:nv].sort().values.to(dev), perm[nv:].sort().values.to(dev)
-        else:
-            val, train = torch.arange(0, device=dev), torch.arange(op.n, device=dev)
-        n, nv = train.numel(), val.numel()
-        rows = torch.cat([train, val])
-        ridge = self.ridge
+        if not bool(torch.isfinite(Yt).all()):
+            raise ValueError("Y contains NaN or inf")
+        train, val = self._split(op.n, dev)
+        rows, ridge = torch.cat([train, val]), self.ridge
 
-        def A_full(V):  # (K + ridge I)[train ∪ val, train] @ V
+        def A_full(V: torch.Tensor) -> torch.Tensor:  # (K + ridge I)[train ∪ val, train] @ V
             out = op.matmul(V, rows=rows, cols=train)
-            out[:n] += ridge * V
+            out[: train.numel()] += ridge * V
             return out
 
-        b = Yt[train]
-        apply_P = lambda R: R.clone()  # noqa: E731
-        kind = self.preconditioner
-        if kind == "auto":
-            kind = "circulant" if op.grid() is not None else "nystrom"
-        if kind == "circulant":
-            grid = op.grid()
-            if grid is None:
-                raise ValueError("preconditioner='circulant' needs a CNTK operator on an image grid (op.grid())")
-            mu = ridge if ridge > 0 else 1e-6 * float(op.diag().to(F64).mean())
-            apply_P = MaskedCirculantPreconditioner(grid.restrict(train), mu, period=self.period)
-        elif kind == "nystrom":
-            r = min(200, max(1, n // 4)) if self.rank == "auto" else int(self.rank)
-            if sketch_operator is None:
-                sketch = lambda V: A_full(V)[:n] - ridge * V  # noqa: E731
-            else:
-                sketch = lambda V: sketch_operator.matmul(V, rows=train, cols=train).to(F64)  # noqa: E731
-            apply_P, _ = nystrom_preconditioner(sketch, n, r, ridge, seed=self.seed, device=dev)
-        elif kind == "block_jacobi":
-            pos = torch.full((op.n,), -1, dtype=torch.int64, device=dev)
-            pos[train] = torch.arange(n, device=dev)
-            blocks = ([torch.as_tensor(b, dtype=torch.int64, device=dev) for b in self.blocks]
-                      if self.blocks is not None else list(torch.arange(op.n, device=dev).split(self.block_size)))
-            blocks = [pb[pb >= 0] for pb in (pos[b] for b in blocks)]  # positions among the training points
-            blocks = [b for b in blocks if b.numel()]
-            if sum(b.numel() for b in blocks) != n or torch.cat(blocks).unique().numel() != n:
-                raise ValueError("blocks must partition the operator's points")
-            mu = ridge if ridge > 0 else 1e-10 * float(op.diag().to(F64).mean())
-            apply_P = block_jacobi_preconditioner(lambda i, j: op.block(train[i], train[j]), blocks, mu)
+        sketch = None if sketch_operator is None else (
+            lambda V: sketch_operator.matmul(V, rows=train, cols=train).to(F64))
+        _, apply_P = make_preconditioner(self.preconditioner, op, train, ridge, sketch=sketch, rank=self.rank,
+                                         period=self.period, blocks=self.blocks, block_size=self.block_size,
+                                         seed=self.seed)
         self.preconditioner_ = apply_P
-        # deflation space W = [1/√n]
+        x, history, it, stopped, converged = self._iterate(A_full, apply_P, Yt, train, val)
+        alpha = torch.zeros(op.n, Yt.shape[1], dtype=F64, device=dev)
+        alpha[train] = x
+        if not converged and not val.numel():
+            warn_not_converged("cg", stopped, self.tol)
+        return SolveResult(alpha=alpha, solver="cg", history=history, iterations=it, stopped=stopped,
+                           converged=converged, train_index=train.cpu(), val_index=val.cpu())
+
+    def _iterate(self, A_full: Callable, apply_P: Callable, Yt: torch.Tensor, train: torch.Tensor,
+                 val: torch.Tensor) -> tuple[torch.Tensor, list, int, str, bool]:
+        """The flexible, deflated PCG loop; returns (x, history, iterations, stopped, converged)."""
+        n, nv = train.numel(), val.numel()
+        b = Yt[train]
         if self.deflate_constant:
-            W = torch.full((n, 1), 1.0 / np.sqrt(n), dtype=F64, device=dev)
-            AW = A_full(W)
-            AWt = AW[:n]
-            WAW_inv = 1.0 / float((W * AWt).sum())
-            x = W @ (WAW_inv * (W.T @ b))
-            pred = AW @ (WAW_inv * (W.T @ b))  # A[rows] x
+            deflate = _Deflation.build(A_full, n, b.device)
+            x, pred = deflate.start(b)
         else:
-            x = torch.zeros_like(b)
-            pred = torch.zeros(rows.numel(), b.shape[1], dtype=F64, device=dev)
-
-        def deflate(Z):
-            if not self.deflate_constant:
-                return Z
-            return Z - W @ (WAW_inv * (AWt.T @ Z))
-
+            deflate = lambda Z: Z  # noqa: E731
+            x, pred = torch.zeros_like(b), torch.zeros(n + nv, b.shape[1], dtype=F64, device=b.device)
         res = b - pred[:n]
         z = apply_P(res)
-        p = deflate(z)
-        rz = (res * z).sum(0)
+        p, rz = deflate(z), (res * z).sum(0)
         bnorm = b.norm(dim=0).clamp_min(1e-300)
+        rel = float((res.norm(dim=0) / bnorm).max())
         history, best_val, best_x, bad, stopped = [], float("inf"), x.clone(), 0, ""
-        bar = None
-        if self.progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=self.max_iter, desc="cg", unit="it", leave=False)
-        t0 = time.perf_counter()
-        it = 0
-        for it in range(1, self.max_iter + 1):
+        bar = _bar(self.progress, self.max_iter)
+        t0, it = time.perf_counter(), 0
+        while it < self.max_iter and rel >= self.tol:
+            it += 1
             Ap_full = A_full(p)
             Ap = Ap_full[:n]
             pAp = (p * Ap).sum(0)
@@ -196,26 +190,19 @@ class ConjugateGradient:
             rel = float((res.norm(dim=0) / bnorm).max())
             rec = {"iteration": it, "rel_residual": rel, "seconds": time.perf_counter() - t0}
             if nv:
-                v = float(((pred[n:] - Yt[val]) ** 2).mean())
-                rec["val_mse"] = v
-                if v < best_val:
-                    best_val, best_x, bad = v, x.clone(), 0
-                else:
-                    bad += 1
+                v = rec["val_mse"] = float(((pred[n:] - Yt[val]) ** 2).mean())
+                best_val, best_x, bad = (v, x.clone(), 0) if v < best_val else (best_val, best_x, bad + 1)
             history.append(rec)
             if self.callback is not None:
                 self.callback(it, x)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(res=f"{rel:.2e}")
-            if rel < self.tol:
-                stopped = f"relative residual {rel:.2e} < tol"
-                break
+            if not np.isfinite(rel):
+                raise FloatingPointError("CG diverged (non-finite residual); use a float64 operator or a ridge")
             if nv and bad >= self.patience:
                 stopped = f"held-out error did not improve for {bad} iterations"
                 break
-            if not np.isfinite(rel):
-                raise FloatingPointError("CG diverged (non-finite residual); use a float64 operator or a ridge")
             z_old, z = z, apply_P(res)
             rz_new = (res * z).sum(0)
             # flexible β = rᵀ(z − z_old) / r_oldᵀ z_old (r_oldᵀ z = 0 in exact arithmetic for a fixed P)
@@ -224,8 +211,14 @@ class ConjugateGradient:
             p = deflate(z) + beta * p
         if bar is not None:
             bar.close()
-        final = best_x if nv else x
-        alpha = torch.zeros(op.n, b.shape[1], dtype=F64, device=dev)
-        alpha[train] = final
-        return CGResult(alpha=alpha, history=history, iterations=it, stopped=stopped or f"{self.max_iter} iterations",
-                        train_index=train.cpu(), val_index=val.cpu())
+        converged = rel < self.tol
+        stopped = stopped or (f"relative residual {rel:.2e} < tol" if converged else f"{self.max_iter} iterations")
+        return (best_x if nv else x), history, it, stopped, converged
+
+
+def _bar(progress: bool, total: int):
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="cg", unit="it", leave=False)

@@ -13,8 +13,19 @@ class NotPositiveDefiniteError(ValueError):
 
 
 def _cholesky_or_none(K: torch.Tensor) -> torch.Tensor | None:
+    """The Cholesky factor, or None when K is not numerically positive definite.
+
+    LAPACK succeeds on some exactly singular matrices whose rounding leaves tiny positive pivots
+    (duplicate prior columns in float32, depending on the CPU): a pivot² below n·eps·max diag(K) is
+    rounding, not information, and counts as a failure too.
+    """
     L, info = torch.linalg.cholesky_ex(K)
-    return None if bool((info != 0).any()) else L
+    if bool((info != 0).any()):
+        return None
+    n = K.shape[-1]
+    floor = n * torch.finfo(K.dtype).eps * K.diagonal(dim1=-2, dim2=-1).amax(-1)
+    pivots = L.diagonal(dim1=-2, dim2=-1) ** 2
+    return None if bool((pivots.amin(-1) <= floor).any()) else L
 
 
 def solve_direct(K: torch.Tensor, Y: torch.Tensor, ridge: float = 0.0) -> torch.Tensor:

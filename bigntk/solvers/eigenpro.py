@@ -60,27 +60,12 @@ import torch
 from .. import backend
 from ..operators.base import KernelOperator
 from .checkpoint import config_hash, load_checkpoint, save_checkpoint
+from .policy import SolveResult, warn_not_converged
 
-__all__ = ["EigenPro", "EigenProResult", "eigenpro_parameters"]
+__all__ = ["EigenPro", "eigenpro_parameters"]
 
 #: largest automatic Nyström subsample in full-batch mode (set-up: an s × s block and its top s/4 eigenpairs)
 FULL_BATCH_MAX_SUBSAMPLE = 6000
-
-
-@dataclass
-class EigenProResult:
-    """Outcome of an EigenPro fit.
-
-    alpha : (n, l) float64 tensor — weights over all n points (zero on held-out points).
-    history : per-epoch dicts (epoch, train_rel_mse, val_mse, seconds, entries_per_s).
-    """
-
-    alpha: torch.Tensor
-    history: list = field(default_factory=list)
-    params: dict = field(default_factory=dict)
-    train_index: torch.Tensor | None = None
-    val_index: torch.Tensor | None = None
-    stopped: str = ""
 
 
 def _auto_q(eigvals: np.ndarray, beta: float, m_max: int, s: int) -> int:
@@ -188,6 +173,10 @@ class EigenPro:
             raise ValueError(f"ridge must be >= 0, got {ridge}")
         if not 0.0 <= val_fraction < 0.5:
             raise ValueError(f"val_fraction must lie in [0, 0.5), got {val_fraction}")
+        if tol is not None and not (math.isfinite(tol) and tol > 0):
+            raise ValueError(f"tol must be None or a finite number > 0, got {tol}")
+        if int(patience) < 1:
+            raise ValueError(f"patience must be >= 1, got {patience}")
         self.epochs, self.subsample_size, self.top_q = int(epochs), subsample_size, top_q
         self.batch_size, self.step_size, self.max_batch = batch_size, step_size, max_batch
         self.ridge, self.seed, self.tol = float(ridge), int(seed), tol
@@ -317,115 +306,168 @@ class EigenPro:
         return op.block(S, B).to(backend.ACCUM_DTYPE) @ g
 
     # ------------------------------------------------------------------ fit
-    def fit(self, operator: KernelOperator, Y: Any) -> EigenProResult:
-        """Run EigenPro on ``operator`` (n points) with targets ``Y`` ((n,) or (n, l))."""
-        op = operator
-        dev = op.device
-        Yt = backend.to_tensor(Y, device=dev, dtype=backend.ACCUM_DTYPE)
-        if Yt.ndim == 1:
-            Yt = Yt[:, None]
-        if Yt.ndim != 2 or Yt.shape[0] != op.n:
-            raise ValueError(f"Y must have shape (n={op.n}, l), got {tuple(Yt.shape)}")
-        if not bool(torch.isfinite(Yt).all()):
-            raise ValueError("Y contains NaN or inf")
-        Ynp = backend.to_numpy(Yt)
-        chash = self._config(op, Ynp) if self.checkpoint else ""
-        train, val = self._split(op.n)
-        n, l = train.numel(), Yt.shape[1]
-        train_d, val_d = train.to(dev), val.to(dev)
-        Ytr = Yt[train_d]
+    def fit(self, operator: KernelOperator, Y: Any) -> SolveResult:
+        """Run EigenPro on ``operator`` (n points) with targets ``Y`` ((n,) or (n, l)).
 
+        Returns a :class:`~bigntk.solvers.SolveResult` (``params``: q, batch, step, spectrum figures).
+        """
+        op, dev = operator, operator.device
+        Yt = _check_targets(Y, op)
+        chash = self._config(op, backend.to_numpy(Yt)) if self.checkpoint else ""
+        train, val = self._split(op.n)
+        st = self._restore(op, chash, train, val, Yt.shape[1])
+        self.params_ = dict(st.setup["params"])  # available during the fit too (callbacks, interrupted runs)
+        loop = _Loop(op, self, st, train.to(dev), val.to(dev), Yt, chash)
+        loop.run()
+        final = st.best if (val.numel() and st.best_val < float("inf")) else st.a
+        alpha = torch.zeros(op.n, Yt.shape[1], dtype=backend.ACCUM_DTYPE, device=dev)
+        alpha[train.to(dev)] = final
+        reached = bool(st.stopped.startswith("train residual"))
+        converged = None if self.tol is None else reached
+        if self.tol is not None and not reached and not val.numel():
+            warn_not_converged("eigenpro", f"{self.epochs} epochs", self.tol)
+        return SolveResult(alpha=alpha, solver="eigenpro", history=st.history, iterations=len(st.history),
+                           stopped=st.stopped or f"{self.epochs} epochs", converged=converged,
+                           params=dict(st.setup["params"]), train_index=train, val_index=val)
+
+    def _restore(self, op: KernelOperator, chash: str, train: torch.Tensor, val: torch.Tensor, l: int) -> "_State":
+        """The checkpointed state of this configuration, or a fresh one after the set-up."""
         state = load_checkpoint(self.checkpoint, chash) if self.checkpoint else None
         if state is not None:
-            arrs, attrs = state
-            setup = {"sub": torch.from_numpy(arrs["sub"]), "F": torch.from_numpy(arrs["F"]).to(dev),
-                     "params": attrs["params"], "m_max": attrs["m_max"], "s": attrs["s"]}
-            a = torch.from_numpy(arrs["alpha"]).to(dev)
-            best = torch.from_numpy(arrs["best_alpha"]).to(dev) if val.numel() else a
-            epoch, step_in_epoch, gstep = attrs["epoch"], attrs["step_in_epoch"], attrs["global_step"]
-            history, best_val, bad = attrs["history"], attrs["best_val"], attrs["bad_epochs"]
-            ep_sq, ep_ysq = attrs["epoch_sq"], attrs["epoch_ysq"]
-            stopped = attrs.get("stopped", "")
-        else:
-            setup = self._setup(op, train)
-            a = torch.zeros(n, l, dtype=backend.ACCUM_DTYPE, device=dev)
-            best = a.clone() if val.numel() else a
-            epoch = step_in_epoch = gstep = 0
-            history, best_val, bad, ep_sq, ep_ysq, stopped = [], float("inf"), 0, 0.0, 0.0, ""
-        p = setup["params"]
-        self.params_ = dict(p)  # available during the fit too (callbacks, interrupted runs)
-        m, eta = int(p["batch_size"]), float(p["step_size"])
-        sub_d, F = setup["sub"].to(dev), setup["F"].to(dev)
-        steps_per_epoch = math.ceil(n / m)
+            return _State.from_checkpoint(*state, device=op.device, has_val=bool(val.numel()))
+        return _State.fresh(self._setup(op, train), train.numel(), l, op.device, bool(val.numel()))
 
-        def save(status: str = "running") -> None:
-            if not self.checkpoint:
-                return
-            save_checkpoint(self.checkpoint,
-                            {"alpha": backend.to_numpy(a),
-                             # the best-on-held-out weights only exist with a held-out set
-                             "best_alpha": backend.to_numpy(best) if val.numel() else np.zeros((0, l)),
-                             "sub": backend.to_numpy(setup["sub"]), "F": backend.to_numpy(F)},
-                            {"config_hash": chash, "params": p, "m_max": setup["m_max"], "s": setup["s"],
-                             "epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": gstep,
-                             "history": history, "best_val": best_val, "bad_epochs": bad,
-                             "epoch_sq": ep_sq, "epoch_ysq": ep_ysq, "status": status, "stopped": stopped})
 
-        bar = None
-        if self.progress:
-            from tqdm.auto import tqdm
+def _check_targets(Y: Any, op: KernelOperator) -> torch.Tensor:
+    Yt = backend.to_tensor(Y, device=op.device, dtype=backend.ACCUM_DTYPE)
+    Yt = Yt[:, None] if Yt.ndim == 1 else Yt
+    if Yt.ndim != 2 or Yt.shape[0] != op.n:
+        raise ValueError(f"Y must have shape (n={op.n}, l), got {tuple(Yt.shape)}")
+    if not bool(torch.isfinite(Yt).all()):
+        raise ValueError("Y contains NaN or inf")
+    return Yt
 
-            bar = tqdm(total=self.epochs * steps_per_epoch, initial=epoch * steps_per_epoch + step_in_epoch,
-                       desc="eigenpro", unit="step", leave=False)
-        t0, e0 = time.perf_counter(), op.entries_evaluated
-        ridge = self.ridge
-        while not stopped and epoch < self.epochs:
-            perm = _epoch_permutation(n, self.seed, epoch).to(dev)
-            while step_in_epoch < steps_per_epoch:
-                B = perm[step_in_epoch * m : (step_in_epoch + 1) * m]
-                pred = op.matmul(a, rows=train_d[B], cols=train_d)
-                g = pred - Ytr[B]
-                ep_sq += float((g * g).sum())
-                ep_ysq += float((Ytr[B] ** 2).sum())
-                if ridge:
-                    g = g + ridge * a[B]
-                a[B] -= (eta / B.numel()) * g
-                a[sub_d] += (eta / B.numel()) * (F @ (F.T @ self._subsample_product(op, train_d[sub_d],
-                                                                                  train_d[B], g)))
-                step_in_epoch += 1
-                gstep += 1
-                if self.callback is not None:
-                    self.callback(gstep, a)
-                if bar is not None:
-                    dt = max(time.perf_counter() - t0, 1e-9)
-                    bar.update(1)
-                    bar.set_postfix(epoch=epoch + 1, train=f"{ep_sq / max(ep_ysq, 1e-300):.3g}",
-                                    eta=f"{eta:.3g}", entries_s=f"{(op.entries_evaluated - e0) / dt:.3g}")
-                if gstep % self.checkpoint_every == 0:
-                    save()
-            # ---- end of epoch
-            rec = {"epoch": epoch + 1, "train_rel_mse": ep_sq / max(ep_ysq, 1e-300),
-                   "seconds": time.perf_counter() - t0}
-            if val.numel():
-                vp = op.matmul(a, rows=val_d, cols=train_d)
-                v = float(((vp - Yt[val_d]) ** 2).mean())
-                rec["val_mse"] = v
-                if v < best_val:
-                    best_val, bad = v, 0
-                    best = a.clone()
-                else:
-                    bad += 1
-                    if bad >= self.patience:
-                        stopped = f"held-out error did not improve for {bad} epochs"
-            if self.tol is not None and rec["train_rel_mse"] < self.tol:
-                stopped = f"train residual {rec['train_rel_mse']:.3g} < tol"
-            history.append(rec)
-            epoch, step_in_epoch, ep_sq, ep_ysq = epoch + 1, 0, 0.0, 0.0
+
+#: scalar fields of the iteration state, saved as checkpoint attributes
+_SCALARS = ("epoch", "step_in_epoch", "global_step", "history", "best_val", "bad_epochs", "epoch_sq",
+            "epoch_ysq", "stopped")
+
+
+@dataclass
+class _State:
+    """Everything an interrupted fit needs to continue bit for bit (saved whole in each checkpoint)."""
+
+    setup: dict  # sub (s,), F (s, q), params, m_max, s
+    a: torch.Tensor  # (n_train, l) weights
+    best: torch.Tensor  # best weights on held-out points (``a`` itself without a held-out set)
+    epoch: int = 0
+    step_in_epoch: int = 0
+    global_step: int = 0
+    history: list = field(default_factory=list)
+    best_val: float = float("inf")
+    bad_epochs: int = 0
+    epoch_sq: float = 0.0
+    epoch_ysq: float = 0.0
+    stopped: str = ""
+
+    @classmethod
+    def fresh(cls, setup: dict, n: int, l: int, device, has_val: bool) -> "_State":
+        a = torch.zeros(n, l, dtype=backend.ACCUM_DTYPE, device=device)
+        return cls(setup, a, a.clone() if has_val else a)
+
+    @classmethod
+    def from_checkpoint(cls, arrs: dict, attrs: dict, *, device, has_val: bool) -> "_State":
+        setup = {"sub": torch.from_numpy(arrs["sub"]), "F": torch.from_numpy(arrs["F"]).to(device),
+                 "params": attrs["params"], "m_max": attrs["m_max"], "s": attrs["s"]}
+        a = torch.from_numpy(arrs["alpha"]).to(device)
+        best = torch.from_numpy(arrs["best_alpha"]).to(device) if has_val else a
+        return cls(setup, a, best, **{k: attrs[k] if k != "stopped" else attrs.get(k, "") for k in _SCALARS})
+
+    def save(self, path: str | None, chash: str, status: str = "running") -> None:
+        if not path:
+            return
+        has_val = self.best is not self.a
+        arrays = {"alpha": backend.to_numpy(self.a),
+                  # the best-on-held-out weights only exist with a held-out set
+                  "best_alpha": backend.to_numpy(self.best) if has_val else np.zeros((0, self.a.shape[1])),
+                  "sub": backend.to_numpy(self.setup["sub"]), "F": backend.to_numpy(self.setup["F"])}
+        attrs = {"config_hash": chash, "params": self.setup["params"], "m_max": self.setup["m_max"],
+                 "s": self.setup["s"], "status": status, **{k: getattr(self, k) for k in _SCALARS}}
+        save_checkpoint(path, arrays, attrs)
+
+
+class _Loop:
+    """The epoch loop of one fit: mini-batch steps, epoch records, early stopping, checkpoints."""
+
+    def __init__(self, op: KernelOperator, solver: EigenPro, st: _State, train: torch.Tensor, val: torch.Tensor,
+                 Yt: torch.Tensor, chash: str):
+        self.op, self.solver, self.st, self.train, self.val, self.Yt = op, solver, st, train, val, Yt
+        self.Ytr, self.chash = Yt[train], chash
+        p = st.setup["params"]
+        self.m, self.eta = int(p["batch_size"]), float(p["step_size"])
+        self.sub, self.F = st.setup["sub"].to(op.device), st.setup["F"].to(op.device)
+        self.steps_per_epoch = math.ceil(train.numel() / self.m)
+
+    def run(self) -> None:
+        st, sv = self.st, self.solver
+        bar = _bar(sv.progress, sv.epochs * self.steps_per_epoch,
+                   st.epoch * self.steps_per_epoch + st.step_in_epoch)
+        self.t0, self.e0 = time.perf_counter(), self.op.entries_evaluated
+        while not st.stopped and st.epoch < sv.epochs:
+            perm = _epoch_permutation(self.train.numel(), sv.seed, st.epoch).to(self.op.device)
+            while st.step_in_epoch < self.steps_per_epoch:
+                self.step(perm[st.step_in_epoch * self.m : (st.step_in_epoch + 1) * self.m], bar)
+            self.end_epoch()
         if bar is not None:
             bar.close()
-        final = best if (val.numel() and best_val < float("inf")) else a
-        save("done")
-        alpha = torch.zeros(op.n, l, dtype=backend.ACCUM_DTYPE, device=dev)
-        alpha[train_d] = final
-        return EigenProResult(alpha=alpha, history=history, params=dict(p), train_index=train, val_index=val,
-                              stopped=stopped or f"{self.epochs} epochs")
+        st.save(sv.checkpoint, self.chash, "done")
+
+    def step(self, B: torch.Tensor, bar) -> None:
+        """One preconditioned step on batch B (positions among the training points)."""
+        st, op, sv, train = self.st, self.op, self.solver, self.train
+        g = op.matmul(st.a, rows=train[B], cols=train) - self.Ytr[B]
+        st.epoch_sq += float((g * g).sum())
+        st.epoch_ysq += float((self.Ytr[B] ** 2).sum())
+        if sv.ridge:
+            g = g + sv.ridge * st.a[B]
+        st.a[B] -= (self.eta / B.numel()) * g
+        corr = EigenPro._subsample_product(op, train[self.sub], train[B], g)
+        st.a[self.sub] += (self.eta / B.numel()) * (self.F @ (self.F.T @ corr))
+        st.step_in_epoch += 1
+        st.global_step += 1
+        if sv.callback is not None:
+            sv.callback(st.global_step, st.a)
+        if bar is not None:
+            dt = max(time.perf_counter() - self.t0, 1e-9)
+            bar.update(1)
+            bar.set_postfix(epoch=st.epoch + 1, train=f"{st.epoch_sq / max(st.epoch_ysq, 1e-300):.3g}",
+                            eta=f"{self.eta:.3g}", entries_s=f"{(op.entries_evaluated - self.e0) / dt:.3g}")
+        if st.global_step % sv.checkpoint_every == 0:
+            st.save(sv.checkpoint, self.chash)
+
+    def end_epoch(self) -> None:
+        """Record the epoch, update the held-out best and the stopping reason, start the next epoch."""
+        st, sv = self.st, self.solver
+        rec = {"epoch": st.epoch + 1, "train_rel_mse": st.epoch_sq / max(st.epoch_ysq, 1e-300),
+               "seconds": time.perf_counter() - self.t0}
+        if self.val.numel():
+            vp = self.op.matmul(st.a, rows=self.val, cols=self.train)
+            v = rec["val_mse"] = float(((vp - self.Yt[self.val]) ** 2).mean())
+            if v < st.best_val:
+                st.best_val, st.bad_epochs, st.best = v, 0, st.a.clone()
+            else:
+                st.bad_epochs += 1
+                if st.bad_epochs >= sv.patience:
+                    st.stopped = f"held-out error did not improve for {st.bad_epochs} epochs"
+        if sv.tol is not None and rec["train_rel_mse"] < sv.tol:
+            st.stopped = f"train residual {rec['train_rel_mse']:.3g} < tol"
+        st.history.append(rec)
+        st.epoch, st.step_in_epoch, st.epoch_sq, st.epoch_ysq = st.epoch + 1, 0, 0.0, 0.0
+
+
+def _bar(progress: bool, total: int, initial: int):
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc="eigenpro", unit="step", leave=False)
