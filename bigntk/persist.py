@@ -1,0 +1,189 @@
+"""Zarr v3 persistence shared by every store the library writes (one home for the rules below).
+
+Every store is a zarr v3 group with the attributes ``format`` (its kind, e.g. "bigntk-observations"),
+``format_version`` and ``complete``. The rules:
+
+* **Named dimensions.** Arrays carry zarr v3 ``dimension_names`` (:func:`create_array`), so
+  ``xarray.open_zarr`` opens every store as a Dataset; plain ``zarr.open_group`` reads it too.
+* **Every chunk is written.** Arrays are created with ``write_empty_chunks=True``, so a chunk equal to
+  the fill value is still a file, and a missing chunk is damage: :func:`require_chunks` turns it into
+  an error on the normal read path (zarr would otherwise hand out the fill value as data).
+* **Checksums.** :func:`checksum` (sha256 over arrays' bytes) is recorded in the attributes of small
+  stores and checkpoints and confirmed on read.
+* **Atomic replacement.** :func:`replace_atomically` writes a new store beside the old one and swaps
+  it in by renames, so a failed or killed write leaves the old store (or nothing) in place, never a
+  half store; ``overwrite`` replaces only a store of the same kind, never an arbitrary directory.
+* **One writer at a time.** :func:`exclusive` holds an advisory lock (``fcntl.flock``) on a file
+  beside the store; a second writer of the same path fails at once with :class:`StoreBusyError`.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+__all__ = ["StoreError", "StoreBusyError", "MissingChunkError", "store_kind", "exclusive", "replace_atomically",
+           "create_array", "require_chunks", "checksum", "sidecar"]
+
+
+class StoreError(ValueError):
+    """A store on disk is damaged, foreign or in use."""
+
+
+class StoreBusyError(StoreError):
+    """Another process is writing the same store."""
+
+
+class MissingChunkError(StoreError):
+    """A chunk of an array is missing from disk (the store is damaged)."""
+
+
+def sidecar(path: str | os.PathLike, suffix: str) -> Path:
+    """A hidden path beside ``path`` (``dir/.name<suffix>``): partial writes, old copies, locks."""
+    p = Path(path)
+    return p.with_name(f".{p.name}{suffix}")
+
+
+def store_kind(path: str | os.PathLike) -> str | None:
+    """The ``format`` attribute of the zarr v3 group at ``path``; None when it is not one (read cheaply)."""
+    meta = Path(path) / "zarr.json"
+    try:
+        doc = json.loads(meta.read_text())
+    except (OSError, ValueError):
+        return None
+    if doc.get("node_type") != "group":
+        return None
+    kind = doc.get("attributes", {}).get("format")
+    return str(kind) if kind is not None else None
+
+
+@contextlib.contextmanager
+def exclusive(path: str | os.PathLike) -> Iterator[None]:
+    """Hold the writer's lock of ``path`` (non-blocking; :class:`StoreBusyError` when taken)."""
+    import fcntl
+
+    lock = sidecar(path, ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            if err.errno in (errno.EAGAIN, errno.EACCES):
+                raise StoreBusyError(f"{path} is being written by another process; wait for it or "
+                                     "choose another path") from None
+            raise
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def check_replaceable(path: str | os.PathLike, kind: str, overwrite: bool) -> None:
+    """Refuse to write over ``path`` unless ``overwrite`` and it is a store of the same ``kind``."""
+    p = Path(path)
+    if not p.exists():
+        return
+    if not overwrite:
+        raise FileExistsError(f"{p} exists; pass overwrite=True (CLI: --overwrite) to replace it")
+    found = store_kind(p)
+    if found != kind:
+        what = f"a {found!r} store" if found else ("a file" if p.is_file() else "a directory that is not a store")
+        raise FileExistsError(f"{p} is {what}, not a {kind!r} store: refusing to overwrite it; "
+                              "choose another output path")
+
+
+@contextlib.contextmanager
+def replace_atomically(path: str | os.PathLike, kind: str, *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a fresh directory to write the new store into; on success it replaces ``path``.
+
+    Checks first (:func:`check_replaceable`), holds the writer's lock throughout, and swaps by two
+    renames (old → ``.name.old``, new → name). On an exception the new directory is removed and the old
+    store is untouched; after a crash between the renames the next call restores ``.name.old``.
+    """
+    p = Path(path)
+    with exclusive(p):
+        restore_interrupted_swap(p)
+        check_replaceable(p, kind, overwrite)
+        tmp = sidecar(p, f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        try:
+            yield tmp
+            swap_into_place(tmp, p)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def swap_into_place(new: Path, path: Path) -> None:
+    """Rename ``new`` to ``path``, the previous ``path`` moved aside first and removed after."""
+    old = sidecar(path, ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if path.exists():
+        os.replace(path, old)
+    os.replace(new, path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def restore_interrupted_swap(path: str | os.PathLike) -> None:
+    """A crash between the two renames of :func:`swap_into_place` left only ``.name.old``: put it back."""
+    p, old = Path(path), sidecar(path, ".old")
+    if not p.exists() and old.exists():
+        os.replace(old, p)
+
+
+def create_array(group: Any, name: str, data: np.ndarray | None = None, *, dims: Sequence[str],
+                 shape: Sequence[int] | None = None, dtype: Any = None, chunks: Sequence[int] | None = None,
+                 fill_value: Any = None, attrs: dict | None = None) -> Any:
+    """A zarr v3 array with named dimensions whose every chunk is written (module docstring)."""
+    shape = tuple(np.shape(data)) if data is not None else tuple(shape or ())
+    if len(dims) != len(shape):
+        raise ValueError(f"array {name!r} has {len(shape)} dimensions but {len(dims)} names {tuple(dims)}")
+    kw: dict[str, Any] = {"dimension_names": tuple(dims), "config": {"write_empty_chunks": True},
+                          "overwrite": True}
+    if chunks is not None:
+        kw["chunks"] = tuple(max(int(c), 1) for c in chunks)
+    if fill_value is not None:
+        kw["fill_value"] = fill_value
+    if data is not None:
+        data = np.asarray(data)
+        if data.dtype.kind == "U" or data.dtype.kind == "O":
+            arr = group.create_array(name, shape=shape, dtype=str, **kw)
+            if data.size:
+                arr[...] = data.astype(str)
+        else:
+            arr = group.create_array(name, shape=shape, dtype=data.dtype, **kw)
+            if data.size:
+                arr[...] = data
+    else:
+        arr = group.create_array(name, shape=shape, dtype=dtype, **kw)
+    if attrs:
+        arr.attrs.update(attrs)
+    return arr
+
+
+def require_chunks(array: Any, where: str = "") -> None:
+    """Raise :class:`MissingChunkError` when any chunk of ``array`` is missing from disk."""
+    if array.size == 0:
+        return
+    have, want = int(array.nchunks_initialized), int(array.nchunks)
+    if have < want:
+        raise MissingChunkError(f"{where or array.path}: {want - have} of {want} chunks of array "
+                                f"{array.path!r} are missing (the store is damaged); rebuild or re-ingest it")
+
+
+def checksum(arrays: dict[str, np.ndarray]) -> str:
+    """``sha256:<hex>`` over the names, dtypes, shapes and bytes of ``arrays`` (sorted by name)."""
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        if a.dtype.kind in "UOT":
+            a = np.asarray([str(x) for x in a.reshape(-1)], dtype="U").reshape(a.shape)
+        h.update(f"{name}:{a.dtype.str}:{a.shape}".encode())
+        h.update(a.tobytes())
+    return "sha256:" + h.hexdigest()

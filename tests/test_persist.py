@@ -1,0 +1,83 @@
+"""Persistence rules (bigntk.persist) and the solver checkpoints that use them."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from bigntk import persist
+from bigntk.solvers.checkpoint import load_checkpoint, save_checkpoint
+
+
+def _store(path: Path, kind: str = "demo") -> None:
+    g = zarr.open_group(str(path), mode="w", zarr_format=3)
+    g.attrs.update({"format": kind, "format_version": 1, "complete": True})
+    persist.create_array(g, "x", np.arange(12.0).reshape(4, 3), dims=("row", "col"), chunks=(2, 3))
+
+
+def test_replace_refuses_foreign_directory_and_keeps_old_store_on_failure(tmp_path):
+    foreign = tmp_path / "data"
+    foreign.mkdir()
+    (foreign / "input.gct").write_text("keep me")
+    with pytest.raises(FileExistsError, match="not a store"):
+        with persist.replace_atomically(foreign, "demo", overwrite=True):
+            pass
+    assert (foreign / "input.gct").read_text() == "keep me"
+    target = tmp_path / "s.zarr"
+    _store(target)
+    with pytest.raises(FileExistsError, match="overwrite"):
+        with persist.replace_atomically(target, "demo"):
+            pass
+    with pytest.raises(RuntimeError, match="boom"):
+        with persist.replace_atomically(target, "demo", overwrite=True) as tmp:
+            _store(tmp)
+            raise RuntimeError("boom")
+    assert persist.store_kind(target) == "demo" and not list(tmp_path.glob(".s.zarr.tmp*"))
+    with persist.replace_atomically(target, "demo", overwrite=True) as tmp:
+        _store(tmp, "demo")
+        zarr.open_group(str(tmp)).attrs["generation"] = 2
+    assert zarr.open_group(str(target)).attrs["generation"] == 2
+
+
+def test_second_writer_is_refused_while_the_first_holds_the_lock(tmp_path):
+    target = tmp_path / "s.zarr"
+    with persist.exclusive(target):
+        with pytest.raises(persist.StoreBusyError, match="another process"):
+            with persist.replace_atomically(target, "demo"):
+                pass
+
+
+def test_missing_chunk_is_an_error_not_fill_values(tmp_path):
+    _store(tmp_path / "s.zarr")
+    arr = zarr.open_group(str(tmp_path / "s.zarr"))["x"]
+    persist.require_chunks(arr)
+    (tmp_path / "s.zarr" / "x" / "c" / "1" / "0").unlink()
+    with pytest.raises(persist.MissingChunkError, match="1 of 2 chunks"):
+        persist.require_chunks(zarr.open_group(str(tmp_path / "s.zarr"))["x"])
+
+
+def test_interrupted_swap_is_restored(tmp_path):
+    target = tmp_path / "s.zarr"
+    _store(persist.sidecar(target, ".old"))  # a crash between the two renames
+    persist.restore_interrupted_swap(target)
+    assert persist.store_kind(target) == "demo"
+
+
+def test_damaged_checkpoint_is_refused_not_read_as_zeros(tmp_path):
+    ck = tmp_path / "ck"
+    save_checkpoint(ck, {"alpha": np.ones((3000, 2))}, {"config_hash": "h"})
+    arrays, _ = load_checkpoint(ck, "h")
+    assert np.all(arrays["alpha"] == 1)
+    chunk = next(p for p in (ck / "alpha" / "c").rglob("*") if p.is_file())
+    chunk.unlink()
+    with pytest.raises(persist.StoreError, match="missing|damaged"):
+        load_checkpoint(ck, "h")
+    shutil.rmtree(ck)
+    save_checkpoint(ck, {"alpha": np.ones((10, 2))}, {"config_hash": "h"})
+    g = zarr.open_group(str(ck), mode="r+")
+    g["alpha"][0, 0] = 5.0  # altered data, chunk present
+    with pytest.raises(persist.StoreError, match="checksum"):
+        load_checkpoint(ck, "h")
