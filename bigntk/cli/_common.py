@@ -2,20 +2,66 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
+
+
+def _budget(text: str) -> int:
+    from ..backend import parse_bytes
+
+    try:
+        value = parse_bytes(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    if value < 2**20:
+        raise argparse.ArgumentTypeError(f"memory budget {text!r} is below 1 MiB")
+    return value
+
+
+def _threads(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"threads must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"threads must be a positive integer, got {text!r}")
+    return value
+
+
+def add_compute_args(parser: argparse.ArgumentParser) -> None:
+    """--device, --dtype, --memory-budget, --threads: resolved by :mod:`bigntk.backend`."""
+    g = parser.add_argument_group("compute")
+    g.add_argument("--device", default=None,
+                   help="cpu, cuda or cuda:N (default: $BIGNTK_DEVICE, else CUDA when available, else cpu)")
+    g.add_argument("--dtype", default=None, choices=["float32", "float64"],
+                   help="working precision (default: $BIGNTK_DTYPE, else float32)")
+    g.add_argument("--memory-budget", type=_budget, default=None, metavar="SIZE",
+                   help="memory one streamed computation may hold, e.g. 4GB or 512MiB (default: "
+                        "$BIGNTK_MEMORY_BUDGET, else a quarter of free memory, at most 2 GiB on the CPU)")
+    g.add_argument("--threads", type=_threads, default=None,
+                   help="torch CPU threads (default: $BIGNTK_THREADS, else the cores not busy with other work)")
+
+
+def compute_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """Apply --threads and return device / dtype / memory_budget for the library call."""
+    from ..backend import set_threads
+
+    set_threads(getattr(args, "threads", None))
+    return {"device": args.device, "dtype": args.dtype, "memory_budget": getattr(args, "memory_budget", None)}
 
 
 def add_device_args(parser: argparse.ArgumentParser) -> None:
-    """--device / --dtype, resolved by :mod:`bigntk.backend`."""
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: $BIGNTK_DEVICE, else CUDA if available)")
-    parser.add_argument("--dtype", default=None, choices=["float32", "float64"], help="working dtype (default float32)")
+    """Alias of :func:`add_compute_args` for the commands that predate it."""
+    add_compute_args(parser)
 
 
 def add_ntk_args(parser: argparse.ArgumentParser) -> None:
     """Architecture and regularisation of the fully connected NTK."""
     parser.add_argument("--depth", type=int, default=1, help="number of hidden layers (default 1)")
-    parser.add_argument("--activation", default="relu", choices=["relu", "leaky_relu"])
-    parser.add_argument("--negative-slope", type=float, default=0.01, help="LeakyReLU slope")
-    parser.add_argument("--ridge", type=float, default=0.0, help="ridge added to the kernel diagonal (unscaled)")
-    parser.add_argument("--nugget", type=float, default=0.0, help="identity nugget τ of the prior (paper: 1.5)")
-    parser.add_argument("--solver", default="auto", help="auto | direct | eigenpro | cg")
+    parser.add_argument("--activation", default="relu", choices=["relu", "leaky_relu"],
+                        help="activation of the hidden layers (default relu)")
+    parser.add_argument("--negative-slope", type=float, default=0.01, help="LeakyReLU slope (default 0.01)")
+    parser.add_argument("--ridge", type=float, default=0.0, help="ridge added to the kernel diagonal, unscaled (default 0)")
+    parser.add_argument("--nugget", type=float, default=0.0, help="identity nugget τ of the prior (default 0; the paper uses 1.5)")
+    parser.add_argument("--solver", default="auto", choices=["auto", "direct", "eigenpro", "cg"],
+                        help="auto: direct up to 30 000 observed columns, EigenPro above (default auto)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
