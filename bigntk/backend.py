@@ -115,7 +115,7 @@ def to_tensor(
     elif is_cupy(x):
         t = torch.from_dlpack(x)
     else:
-        t = torch.as_tensor(np.asarray(x))
+        t = torch.as_tensor(np.ascontiguousarray(x))  # (negative strides are not tensors)
     if t.is_floating_point() or dtype is not None:
         t = t.to(resolve_dtype(dtype))
     return t.to(dev)

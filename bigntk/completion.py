@@ -64,6 +64,8 @@ class NTKCompleter(BaseEstimator):
         given to the constructor are merged into it.
     device, dtype, memory_budget, threads : see :mod:`bigntk.backend` (float32 by default; the Gram is
         always accumulated in float64; ``threads`` is applied at ``fit`` when given).
+    client : a ``dask.distributed.Client``, optional: the kernel's columns are sharded over its workers
+        (:mod:`bigntk.distributed`); predictions equal the in-process ones up to float64 rounding.
     progress : show a tqdm bar over observed sets.
 
     Attributes after ``fit``: ``operator_`` (the NTK operator over all n columns), ``n_rows_``,
@@ -75,12 +77,16 @@ class NTKCompleter(BaseEstimator):
                  negative_slope: float = 0.01, ridge: float = 0.0, nugget: float = 0.0, solver: str = "auto",
                  direct_max: Optional[int] = None, solver_options: Optional[dict] = None, device: Any = None,
                  dtype: Any = None, memory_budget: Any = None, threads: Optional[int] = None,
-                 progress: bool = True, **options: Any) -> None:
+                 client: Any = None, progress: bool = True, **options: Any) -> None:
         self.prior, self.depth, self.activation, self.negative_slope = prior, depth, activation, negative_slope
         self.ridge, self.nugget, self.solver, self.direct_max = ridge, nugget, solver, direct_max
         self.solver_options = {**(solver_options or {}), **options} if options else solver_options
         self.device, self.dtype, self.memory_budget, self.threads = device, dtype, memory_budget, threads
-        self.progress = progress
+        self.client, self.progress = client, progress
+
+    def __sklearn_clone__(self) -> "NTKCompleter":
+        # parameters are shared, not deep-copied: a prior is never mutated, a dask Client must not be copied
+        return type(self)(**self.get_params(deep=False))
 
     # -- setup ------------------------------------------------------------------------------
     def _check_params(self, n: int) -> Prior:
@@ -103,9 +109,13 @@ class NTKCompleter(BaseEstimator):
 
     def _operator(self, prior: Prior) -> KernelOperator:
         c = self.compute_
-        return ntk_operator(prior, depth=self.depth, activation=self.activation,
-                            negative_slope=self.negative_slope, device=c.device, dtype=c.dtype,
-                            memory_budget=c.memory_budget)
+        kw = dict(depth=self.depth, activation=self.activation, negative_slope=self.negative_slope, dtype=c.dtype)
+        if self.client is not None:
+            from .distributed import distributed_operator
+
+            return distributed_operator(self.client, ntk_operator, prior, n=prior.n, device=c.device,
+                                        memory_budget=c.memory_budget, **kw)
+        return ntk_operator(prior, device=c.device, memory_budget=c.memory_budget, **kw)
 
     # -- fit ----------------------------------------------------------------------------------
     def fit(self, Y: Any, mask: Any = None) -> "NTKCompleter":
@@ -215,9 +225,7 @@ class NTKCompleter(BaseEstimator):
         estimator's settings first (rows are independent regressions); without, the fitted matrix.
         """
         if Y is not None:
-            from sklearn.base import clone
-
-            return clone(self).fit(Y, mask).transform()
+            return self.__sklearn_clone__().fit(Y, mask).transform()
         self._check_fitted()
         out = self.predict()
         out[self.mask_] = self.Y_[self.mask_]
@@ -234,13 +242,11 @@ class NTKCompleter(BaseEstimator):
         (what ``GridSearchCV`` does) cannot test an entry the model saw: the score therefore refits
         this estimator's settings on the test rows with ``held_out`` of their observed entries hidden.
         """
-        from sklearn.base import clone
-
         Y, mask = check_matrix_and_mask(Y, mask)
         hide = mask & (np.random.default_rng(seed).random(mask.shape) < held_out)
         if not hide.any():
             raise ValueError("no observed entry was held out; give more rows or a larger held_out")
-        pred = clone(self).set_params(progress=False).fit(Y, mask & ~hide).predict()
+        pred = self.__sklearn_clone__().set_params(progress=False).fit(Y, mask & ~hide).predict()
         truth = Y[hide]
         return float(1.0 - ((pred[hide] - truth) ** 2).sum() / max(((truth - truth.mean()) ** 2).sum(), 1e-300))
 

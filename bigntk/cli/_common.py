@@ -49,6 +49,29 @@ def compute_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return {"device": args.device, "dtype": args.dtype, "memory_budget": getattr(args, "memory_budget", None)}
 
 
+def add_cluster_args(parser: argparse.ArgumentParser) -> None:
+    """--workers / --scheduler: run the kernel products on dask.distributed (``bigntk.distributed``)."""
+    g = parser.add_argument_group("scale-out (dask.distributed)")
+    g.add_argument("--workers", type=_threads, default=None, metavar="N",
+                   help="start a local cluster of N worker processes, 1 thread each (one worker per GPU "
+                        "with dask-cuda when CUDA is available); default: in-process")
+    g.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="join an existing dask cluster, e.g. tcp://10.0.0.1:8786 (its workers need bigntk)")
+
+
+def cluster_from_args(args: argparse.Namespace):
+    """Context manager yielding a dask Client for --workers / --scheduler (None when neither is given)."""
+    if getattr(args, "workers", None) is None and getattr(args, "scheduler", None) is None:
+        import contextlib
+
+        return contextlib.nullcontext(None)
+    if args.workers is not None and args.scheduler is not None:
+        raise ValueError("give --workers or --scheduler, not both")
+    from ..distributed import cluster
+
+    return cluster(workers=args.workers, scheduler=args.scheduler, quiet=getattr(args, "quiet", False))
+
+
 def add_device_args(parser: argparse.ArgumentParser) -> None:
     """Alias of :func:`add_compute_args` for the commands that predate it."""
     add_compute_args(parser)

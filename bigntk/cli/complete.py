@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._common import add_compute_args, add_ntk_args, compute_kwargs
+from ._common import add_cluster_args, add_compute_args, add_ntk_args, cluster_from_args, compute_kwargs
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,6 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="output .npy for the completed matrix")
     add_ntk_args(p)
     add_compute_args(p)
+    add_cluster_args(p)
     p.set_defaults(func=run)
 
 
@@ -28,9 +29,10 @@ def run(args: argparse.Namespace) -> int:
     Y = np.load(args.Y)
     mask = np.isfinite(Y) if args.mask is None else np.load(args.mask).astype(bool)
     Z = np.load(args.prior)
-    Yhat = complete(Y, mask, Z, depth=args.depth, activation=args.activation, negative_slope=args.negative_slope,
-                    ridge=args.ridge, nugget=args.nugget, solver=args.solver, progress=not args.quiet,
-                    **compute_kwargs(args))
+    with cluster_from_args(args) as client:
+        Yhat = complete(Y, mask, Z, depth=args.depth, activation=args.activation,
+                        negative_slope=args.negative_slope, ridge=args.ridge, nugget=args.nugget, solver=args.solver,
+                        progress=not args.quiet, client=client, **compute_kwargs(args))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.save(args.out, Yhat)
     print(f"completed {Y.shape[0]}×{Y.shape[1]} ({int(mask.sum())} observed, {int((~mask).sum())} imputed) -> {args.out}")

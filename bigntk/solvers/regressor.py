@@ -80,6 +80,10 @@ class KernelRegressor(BaseEstimator):
         self.operator, self.solver, self.ridge, self.direct_max = operator, solver, ridge, direct_max
         self.solver_options = {**(solver_options or {}), **options} if options else solver_options
 
+    def __sklearn_clone__(self) -> "KernelRegressor":
+        # the operator is shared, not deep-copied (it may hold a large compact kernel or a dask client)
+        return type(self)(**self.get_params(deep=False))
+
     def fit(self, Y: Any, train: Any = None) -> "KernelRegressor":
         """Fit on targets ``Y`` ((len(train),) or (len(train), l)) at points ``train`` (None = all)."""
         op = self.operator

@@ -1,0 +1,193 @@
+"""A kernel operator whose points are sharded over ``dask.distributed`` workers.
+
+The n points are split into contiguous shards (one or more per worker). Each shard is a task result
+on a worker: the operator built there from its *source* — a picklable factory such as
+``functools.partial(ntk_operator, prior, depth=2, memory_budget=...)`` — plus the point range the
+shard owns and the coefficients last sent to it. Only the source travels once; afterwards a product
+``K[B, cols] @ V`` sends each shard the batch indices B and the rows of its slice of V that changed
+since its last product (EigenPro moves only the batch and the subsample per step), and returns the
+shard's partial product K[B, cols ∩ shard] V[cols ∩ shard]; the client adds the parts in shard order,
+in float64.
+
+Faults: a shard is a dask future with lineage. When its worker dies, the scheduler recomputes it from
+its source on another worker; its coefficient cache is then empty, the next product finds the version
+mismatch and the client resends the full slice. Sums are taken in a fixed order from tiles computed by
+the same code with the same budget, so a disturbed run ends with the same predictions as an undisturbed
+one.
+
+The operator is a :class:`~bigntk.operators.KernelOperator`: EigenPro and CG run on it unchanged.
+"""
+from __future__ import annotations
+
+import itertools
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from .. import backend
+from ..operators.base import KernelOperator
+
+__all__ = ["DistributedOperator", "shard_bounds"]
+
+
+def shard_bounds(n: int, n_shards: int) -> np.ndarray:
+    """(n_shards + 1,) boundaries of contiguous, nearly equal point ranges."""
+    if n_shards < 1:
+        raise ValueError(f"need at least one shard, got {n_shards}")
+    return np.linspace(0, n, min(n_shards, max(n, 1)) + 1).round().astype(np.int64)
+
+
+class _Shard:
+    """Lives on a worker: the source operator over all points, the owned range, the cached coefficients."""
+
+    def __init__(self, source: Callable[[], KernelOperator], lo: int, hi: int):
+        self.op = source()
+        self.lo, self.hi = int(lo), int(hi)
+        self.cols: torch.Tensor | None = None  # (k,) global columns of the cached slice
+        self.V: torch.Tensor | None = None  # (k, l) float64 cached coefficients
+        self.version = -1
+
+    def info(self) -> dict:
+        op = self.op
+        return {"n": op.n, "fast_matmul": bool(op.fast_matmul), "dtype": str(op.dtype).replace("torch.", ""),
+                "entry_bytes": int(op.entry_bytes), "memory_budget": int(op.memory_budget),
+                "fingerprint": op.fingerprint(), "kind": type(op).__name__}
+
+    def diag(self) -> np.ndarray:
+        return backend.to_numpy(self.op.diag()[self.lo : self.hi])
+
+    def block(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        return backend.to_numpy(self.op.block(rows, cols))
+
+    def matmul(self, rows: np.ndarray, payload: tuple, version: int) -> Any:
+        """Apply the payload to the cached slice, then K[rows, cached cols] @ V (float64, numpy)."""
+        kind = payload[0]
+        dev = self.op.device
+        if kind == "full":
+            _, cols, V = payload
+            self.cols = torch.as_tensor(cols, device=dev)
+            self.V = torch.as_tensor(V, dtype=backend.ACCUM_DTYPE, device=dev).clone()
+        else:
+            _, base, idx, vals = payload
+            if self.version != base or self.V is None:
+                return "stale"  # the shard was rebuilt (worker lost) or never filled: resend in full
+            if len(idx):
+                self.V[torch.as_tensor(idx, device=dev)] = torch.as_tensor(vals, dtype=backend.ACCUM_DTYPE, device=dev)
+        self.version = version
+        if self.cols.numel() == 0:
+            return np.zeros((len(rows), self.V.shape[1]))
+        return backend.to_numpy(self.op.matmul(self.V, rows=rows, cols=self.cols))
+
+
+def _build(source: Callable[[], KernelOperator], lo: int, hi: int) -> _Shard:
+    return _Shard(source, lo, hi)
+
+
+def _call(shard: _Shard, method: str, *args: Any) -> Any:
+    return getattr(shard, method)(*args)
+
+
+class DistributedOperator(KernelOperator):
+    """The operator ``source()`` with its points sharded over the workers of ``client``.
+
+    Parameters
+    ----------
+    client : dask.distributed.Client
+    source : picklable zero-argument callable building the operator on a worker (its memory budget is
+        that worker's share: build it with an explicit ``memory_budget``).
+    n : number of points of ``source()`` (asked of a worker when not given: one extra build).
+    n_shards : number of shards (default: one per worker).
+    device : where the client keeps coefficients and results (default: the resolved default device).
+    memory_budget : the budget solvers plan batches with (default: the shards' budgets summed).
+    """
+
+    def __init__(self, client: Any, source: Callable[[], KernelOperator], *, n: int | None = None,
+                 n_shards: int | None = None, device=None, memory_budget: int | None = None):
+        workers = sorted(client.scheduler_info()["workers"])
+        if not workers:
+            raise ValueError("the dask cluster has no workers")
+        self.client, self.source = client, source
+        if n is None:
+            n = client.submit(lambda src: src().n, source, pure=False).result()
+        self.bounds = shard_bounds(int(n), int(n_shards or len(workers)))
+        self.workers = [workers[k % len(workers)] for k in range(len(self.bounds) - 1)]
+        self.shards = [client.submit(_build, source, int(lo), int(hi), workers=[w], allow_other_workers=True,
+                                     pure=False)
+                       for lo, hi, w in zip(self.bounds[:-1], self.bounds[1:], self.workers)]
+        meta = self._submit(0, "info").result()
+        if meta["n"] != int(n):
+            raise ValueError(f"the source builds an operator over {meta['n']} points, not n={n}")
+        self.fast_matmul = meta["fast_matmul"]
+        self._entry_bytes, self._fingerprint, self.source_kind = meta["entry_bytes"], meta["fingerprint"], meta["kind"]
+        budget = memory_budget or meta["memory_budget"] * len(self.shards)
+        super().__init__(meta["n"], device=device, dtype=meta["dtype"], memory_budget=budget)
+        self._sent: list[tuple | None] = [None] * len(self.shards)  # per shard: (cols, V, version) last sent
+        self._versions = itertools.count()
+        self.transfer_bytes = 0  #: coefficient and index bytes sent to shards so far
+
+    @property
+    def entry_bytes(self) -> int:
+        return self._entry_bytes
+
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    def _submit(self, k: int, method: str, *args: Any):
+        return self.client.submit(_call, self.shards[k], method, *args, workers=[self.workers[k]],
+                                  allow_other_workers=True, pure=False)
+
+    def diag(self) -> torch.Tensor:
+        parts = self.client.gather([self._submit(k, "diag") for k in range(len(self.shards))])
+        return torch.as_tensor(np.concatenate(parts), device=self.device).to(self.dtype)
+
+    def _owned(self, c: np.ndarray) -> list[np.ndarray]:
+        """Positions in ``c`` of the columns each shard owns."""
+        owner = np.searchsorted(self.bounds, c, side="right") - 1
+        return [np.flatnonzero(owner == k) for k in range(len(self.shards))]
+
+    def _block(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        r, c = backend.to_numpy(rows), backend.to_numpy(cols)
+        pos = self._owned(c)
+        futs = {k: self._submit(k, "block", r, c[p]) for k, p in enumerate(pos) if p.size}
+        out = np.empty((len(r), len(c)), dtype=np.float32 if self.dtype == torch.float32 else np.float64)
+        for k, f in futs.items():
+            out[:, pos[k]] = f.result()
+        return torch.as_tensor(out, device=self.device)
+
+    def _payload(self, k: int, cols_k: np.ndarray, V_k: np.ndarray, version: int) -> tuple:
+        """What shard k needs: a delta against its cached slice when the columns are unchanged."""
+        last = self._sent[k]
+        self._sent[k] = (cols_k, V_k, version)
+        if last is not None and np.array_equal(last[0], cols_k) and last[1].shape == V_k.shape:
+            changed = np.flatnonzero((last[1] != V_k).any(axis=1))
+            return ("delta", last[2], changed, V_k[changed])
+        return ("full", cols_k, V_k)
+
+    def _matmul(self, r: torch.Tensor, c: torch.Tensor, V64: torch.Tensor) -> torch.Tensor:
+        rn, cn, Vn = backend.to_numpy(r), backend.to_numpy(c), backend.to_numpy(V64)
+        version = next(self._versions)
+        futs = {}
+        for k, p in enumerate(self._owned(cn)):
+            payload = self._payload(k, cn[p], Vn[p], version)
+            self.transfer_bytes += sum(getattr(x, "nbytes", 0) for x in payload[1:])
+            futs[k] = self._submit(k, "matmul", rn, payload, version)
+        out = np.zeros((len(rn), Vn.shape[1]))
+        for k in sorted(futs):  # fixed order: the sum does not depend on which worker answered first
+            part = futs[k].result()
+            if isinstance(part, str):  # stale cache (the shard was rebuilt): resend the slice in full
+                cols_k, V_k, _ = self._sent[k]
+                part = self._submit(k, "matmul", rn, ("full", cols_k, V_k), version).result()
+            out += part
+        self.entries_evaluated += len(rn) * len(cn)
+        return torch.as_tensor(out, device=self.device)
+
+    def close(self) -> None:
+        """Release the shards' memory on the workers."""
+        for f in self.shards:
+            f.release()
+        self.shards = []
+
+    def __repr__(self) -> str:
+        return (f"DistributedOperator({self.source_kind}, n={self.n}, shards={len(self.bounds) - 1}, "
+                f"workers={len(set(self.workers))})")

@@ -1,0 +1,152 @@
+"""Scale-out: the sharded operator on dask.distributed (two worker processes on loopback)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from bigntk import NTKCompleter
+from bigntk.distributed import DistributedOperator, cluster, distributed_operator, shard_bounds
+from bigntk.operators import ntk_operator
+from bigntk.solvers import solve
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.fixture(scope="module")
+def client():
+    with cluster(workers=2, quiet=True) as c:
+        yield c
+
+
+def _problem(n=1200, p=8, l=3, seed=0):
+    rng = np.random.default_rng(seed)
+    Z = rng.standard_normal((p, n))
+    return Z, np.maximum(rng.standard_normal((l, p)) @ Z, 0).T + 0.1 * rng.standard_normal((n, l))
+
+
+def rel(a, b):
+    return float(torch.linalg.norm(torch.as_tensor(a) - torch.as_tensor(b)) / torch.linalg.norm(torch.as_tensor(b)))
+
+
+def test_shards_partition_the_points():
+    b = shard_bounds(10, 3)
+    assert b[0] == 0 and b[-1] == 10 and np.all(np.diff(b) > 0) and len(b) == 4
+    with pytest.raises(ValueError):
+        shard_bounds(10, 0)
+
+
+def test_two_workers_give_the_in_process_solution(client):
+    Z, Y = _problem()
+    local = ntk_operator(Z, device="cpu", dtype="float64")
+    op = distributed_operator(client, ntk_operator, Z, n=Z.shape[1], dtype="float64", n_shards=3)
+    assert isinstance(op, DistributedOperator) and len(op.bounds) == 4
+    np.testing.assert_allclose(op.diag().numpy(), local.diag().numpy())
+    idx = np.array([3, 700, 15, 1199])
+    np.testing.assert_allclose(op.block(idx, idx[::-1]).numpy(), local.block(idx, idx[::-1]).numpy(), rtol=1e-12)
+    for solver, kw in (("eigenpro", dict(epochs=4, seed=0)), ("cg", dict(ridge=1e-2, tol=1e-10))):
+        ref = solve(local, Y, solver, progress=False, **kw).alpha
+        out = solve(op, Y, solver, progress=False, **kw).alpha
+        assert rel(out, ref) <= 1e-6, solver
+    # only deltas travel once the shards hold the coefficients: far less than n × l per product
+    with pytest.warns(UserWarning, match="did not reach"):  # one iteration: the shards now cache a full slice
+        solve(op, Y, "cg", ridge=1e-2, max_iter=1, progress=False)
+    before = op.transfer_bytes
+    r = solve(op, Y, "eigenpro", epochs=1, batch_size=100, subsample_size=200, seed=0, progress=False)
+    steps = int(np.ceil(op.n / r.params["batch_size"]))
+    assert (op.transfer_bytes - before) / steps < 0.4 * op.n * Y.shape[1] * 8
+
+
+def test_completer_with_client_matches_in_process(client):
+    Z, Y = _problem(n=400, seed=2)
+    Yt = Y.T.copy()
+    mask = np.random.default_rng(3).random(Yt.shape) < 0.7
+    mask[:, :50] = True
+    kw = dict(ridge=1e-3, dtype="float64", progress=False)
+    ref = NTKCompleter(Z, **kw).fit_transform(Yt, mask)
+    out = NTKCompleter(Z, client=client, **kw).fit_transform(Yt, mask)
+    assert np.abs(out - ref).max() <= 1e-8 * np.abs(ref).max()
+
+
+def test_worker_killed_mid_solve_does_not_change_the_result():
+    Z, Y = _problem(n=2000, seed=4)
+    with cluster(workers=2, quiet=True) as c:
+        op = distributed_operator(c, ntk_operator, Z, n=Z.shape[1], dtype="float64")
+        kw = dict(epochs=2, batch_size=200, seed=0, progress=False)
+        ref = solve(op, Y, "eigenpro", **kw).alpha
+        pids = c.run(os.getpid)
+        victim, killed = pids[sorted(pids)[1]], []
+
+        def kill(step, _a):
+            if step == 3:
+                os.kill(victim, signal.SIGKILL)
+                killed.append(step)
+
+        out = solve(op, Y, "eigenpro", callback=kill, **kw).alpha
+    assert killed and torch.equal(out, ref)
+
+
+def test_externally_started_cluster_survives_sigkill_of_a_worker(tmp_path):
+    """`dask scheduler` + two `dask worker` processes; one worker is killed during the solve."""
+    sched_file = tmp_path / "scheduler.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--scheduler-file",
+                               str(sched_file), "--port", "0", "--dashboard-address", ":0"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        for _ in range(200):
+            if sched_file.exists() and sched_file.read_text().strip():
+                break
+            time.sleep(0.1)
+        address = json.loads(sched_file.read_text())["address"]
+        for _ in range(2):
+            procs.append(subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address,
+                                           "--nthreads", "1", "--no-nanny", "--dashboard-address", ":0"],
+                                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        Z, Y = _problem(n=2000, seed=5)
+        with cluster(scheduler=address, quiet=True) as c:
+            c.wait_for_workers(2, timeout=60)
+            op = distributed_operator(c, ntk_operator, Z, n=Z.shape[1], dtype="float64")
+            kw = dict(epochs=2, batch_size=200, seed=0, progress=False)
+            ref = solve(op, Y, "eigenpro", **kw).alpha
+            victim = procs[2]
+
+            def kill(step, _a):
+                if step == 3:
+                    victim.send_signal(signal.SIGKILL)
+
+            out = solve(op, Y, "eigenpro", callback=kill, **kw).alpha
+            assert victim.wait(timeout=10) == -signal.SIGKILL
+            assert len(c.scheduler_info()["workers"]) == 1
+        assert torch.equal(out, ref)
+    finally:
+        for p in procs[::-1]:
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+
+
+def test_cli_workers_switch_gives_the_in_process_completion(tmp_path):
+    from bigntk.cli import main
+
+    Z, Y = _problem(n=300, seed=6)
+    Yt = Y.T.copy()
+    Yt[:, 250:] = np.nan
+    np.save(tmp_path / "Y.npy", Yt)
+    np.save(tmp_path / "Z.npy", Z)
+    common = [str(tmp_path / "Y.npy"), "--prior", str(tmp_path / "Z.npy"), "--ridge", "1e-3", "--dtype", "float64",
+              "--quiet"]
+    assert main(["complete", *common, "--out", str(tmp_path / "a.npy")]) == 0
+    assert main(["complete", *common, "--out", str(tmp_path / "b.npy"), "--workers", "2"]) == 0
+    a, b = np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy")
+    assert np.abs(a - b).max() <= 1e-8 * np.abs(a).max()
