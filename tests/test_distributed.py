@@ -150,3 +150,20 @@ def test_cli_workers_switch_gives_the_in_process_completion(tmp_path):
     assert main(["complete", *common, "--out", str(tmp_path / "b.npy"), "--workers", "2"]) == 0
     a, b = np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy")
     assert np.abs(a - b).max() <= 1e-8 * np.abs(a).max()
+
+
+def test_fast_product_operator_is_split_by_output_rows(client):
+    from bigntk.kernels import cntk
+    from bigntk.operators import PolyphaseCNTKOperator
+
+    win = cntk.compact_kernel(cntk.dip(2), (32, 32), form="window", dtype="float64", device="cpu")
+    mask = np.random.default_rng(7).random((32, 32)) < 0.8
+    local = PolyphaseCNTKOperator.from_kernel(win, mask, device="cpu", dtype="float64")
+    op = distributed_operator(client, PolyphaseCNTKOperator.from_kernel, win, mask, n=local.n, dtype="float64")
+    assert op.split == "rows" and op.fast_matmul
+    rgb = np.random.default_rng(8).random((local.n, 3))
+    ridge = 1e-3 * float(local.diag().mean())
+    np.testing.assert_allclose(op.matmul(rgb).numpy(), local.matmul(rgb).numpy(), rtol=1e-12)
+    ref = solve(local, rgb, "cg", ridge=ridge, tol=1e-10, progress=False)
+    out = solve(op, rgb, "cg", ridge=ridge, tol=1e-10, progress=False)
+    assert out.iterations == ref.iterations and rel(out.alpha, ref.alpha) <= 1e-6

@@ -15,6 +15,10 @@ mismatch and the client resends the full slice. Sums are taken in a fixed order 
 the same code with the same budget, so a disturbed run ends with the same predictions as an undisturbed
 one.
 
+Operators with a fast product (``fast_matmul``: the polyphase CNTK, whose product over all pixels is one
+GEMM) are split by *output rows* instead: every shard receives the coefficients (again only the changed
+rows) and computes the band of K @ V its rows fall in, a share of the GEMM.
+
 The operator is a :class:`~bigntk.operators.KernelOperator`: EigenPro and CG run on it unchanged.
 """
 from __future__ import annotations
@@ -61,7 +65,7 @@ class _Shard:
         return backend.to_numpy(self.op.block(rows, cols))
 
     def matmul(self, rows: np.ndarray, payload: tuple, version: int) -> Any:
-        """Apply the payload to the cached slice, then K[rows, cached cols] @ V (float64, numpy)."""
+        """Apply the payload to the cached coefficients, then K[rows, cached cols] @ V (float64, numpy)."""
         kind = payload[0]
         dev = self.op.device
         if kind == "full":
@@ -119,6 +123,8 @@ class DistributedOperator(KernelOperator):
         if meta["n"] != int(n):
             raise ValueError(f"the source builds an operator over {meta['n']} points, not n={n}")
         self.fast_matmul = meta["fast_matmul"]
+        #: "cols": shards own coefficient slices (tiled kernels); "rows": shards own output bands (fast products)
+        self.split = "rows" if self.fast_matmul else "cols"
         self._entry_bytes, self._fingerprint, self.source_kind = meta["entry_bytes"], meta["fingerprint"], meta["kind"]
         budget = memory_budget or meta["memory_budget"] * len(self.shards)
         super().__init__(meta["n"], device=device, dtype=meta["dtype"], memory_budget=budget)
@@ -148,11 +154,16 @@ class DistributedOperator(KernelOperator):
 
     def _block(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
         r, c = backend.to_numpy(rows), backend.to_numpy(cols)
-        pos = self._owned(c)
-        futs = {k: self._submit(k, "block", r, c[p]) for k, p in enumerate(pos) if p.size}
+        by_rows = self.split == "rows"
+        pos = self._owned(r if by_rows else c)
+        futs = {k: self._submit(k, "block", r[p] if by_rows else r, c if by_rows else c[p])
+                for k, p in enumerate(pos) if p.size}
         out = np.empty((len(r), len(c)), dtype=np.float32 if self.dtype == torch.float32 else np.float64)
         for k, f in futs.items():
-            out[:, pos[k]] = f.result()
+            if by_rows:
+                out[pos[k]] = f.result()
+            else:
+                out[:, pos[k]] = f.result()
         return torch.as_tensor(out, device=self.device)
 
     def _payload(self, k: int, cols_k: np.ndarray, V_k: np.ndarray, version: int) -> tuple:
@@ -167,20 +178,35 @@ class DistributedOperator(KernelOperator):
     def _matmul(self, r: torch.Tensor, c: torch.Tensor, V64: torch.Tensor) -> torch.Tensor:
         rn, cn, Vn = backend.to_numpy(r), backend.to_numpy(c), backend.to_numpy(V64)
         version = next(self._versions)
-        futs = {}
-        for k, p in enumerate(self._owned(cn)):
-            payload = self._payload(k, cn[p], Vn[p], version)
+        by_rows = self.split == "rows"
+        owned = self._owned(rn if by_rows else cn)
+        futs, rows_of = {}, {}
+        for k, p in enumerate(owned):
+            if by_rows and not p.size:
+                continue
+            rows_of[k] = rn[p] if by_rows else rn
+            payload = self._payload(k, cn if by_rows else cn[p], Vn if by_rows else Vn[p], version)
             self.transfer_bytes += sum(getattr(x, "nbytes", 0) for x in payload[1:])
-            futs[k] = self._submit(k, "matmul", rn, payload, version)
+            futs[k] = self._submit(k, "matmul", rows_of[k], payload, version)
         out = np.zeros((len(rn), Vn.shape[1]))
         for k in sorted(futs):  # fixed order: the sum does not depend on which worker answered first
             part = futs[k].result()
-            if isinstance(part, str):  # stale cache (the shard was rebuilt): resend the slice in full
+            if isinstance(part, str):  # stale cache (the shard was rebuilt): resend the coefficients in full
                 cols_k, V_k, _ = self._sent[k]
-                part = self._submit(k, "matmul", rn, ("full", cols_k, V_k), version).result()
-            out += part
+                part = self._submit(k, "matmul", rows_of[k], ("full", cols_k, V_k), version).result()
+            if by_rows:
+                out[owned[k]] = part
+            else:
+                out += part
         self.entries_evaluated += len(rn) * len(cn)
         return torch.as_tensor(out, device=self.device)
+
+    def local_operator(self) -> KernelOperator:
+        """The source operator built in this process (for what only needs its structure, such as the
+        image grid of a CNTK for the circulant preconditioner); built once, on first use."""
+        if getattr(self, "_local", None) is None:
+            self._local = self.source()
+        return self._local
 
     def close(self) -> None:
         """Release the shards' memory on the workers."""

@@ -71,7 +71,10 @@ def periodic_grid(op: KernelOperator) -> PeriodicGrid | None:
     if isinstance(op, SubOperator):
         g = periodic_grid(op.parent)
         return None if g is None else g.restrict(op.index)
-    return op.grid() if isinstance(op, (CNTKOperator, PolyphaseCNTKOperator)) else None
+    if isinstance(op, (CNTKOperator, PolyphaseCNTKOperator)):
+        return op.grid()
+    local = getattr(op, "local_operator", None)  # a sharded operator: the grid of its source
+    return periodic_grid(local()) if callable(local) else None
 
 
 def _check_period(Q: int, P: int) -> None:
@@ -187,27 +190,36 @@ class PolyphaseCNTKOperator(KernelOperator):
         return G.reshape(P * P, 9 * P * P)
 
     # -- fast product on the full grid -------------------------------------------------------------
-    def grid_matmul(self, A: torch.Tensor) -> torch.Tensor:
-        """K_full @ A for A of shape (H, W, l) on the full grid (float64 in and out)."""
+    def grid_matmul(self, A: torch.Tensor, block_rows: tuple[int, int] | None = None) -> torch.Tensor:
+        """K_full @ A for A of shape (H, W, l) on the full grid (float64 in and out).
+
+        ``block_rows`` = (b0, b1): only output image rows [b0·P, b1·P) are computed and returned
+        ((b1 − b0)·P, W, l): the cost is that band's share of the GEMM (row-sharded products).
+        """
         H, W = self.image_shape
         P, l = self.P, A.shape[-1]
+        b0, b1 = block_rows or (0, H // P)
         x = A.to(self.dtype).permute(2, 0, 1)  # (l, H, W)
         x = torch.nn.functional.pad(x[None], (P, P, P, P), mode="circular")[0]  # (l, H+2P, W+2P)
-        blocks = x.unfold(1, 3 * P, P).unfold(2, 3 * P, P)  # (l, Hb, Wb, 3P, 3P)
-        Hb, Wb = H // P, W // P
+        blocks = x[:, b0 * P : (b1 + 2) * P].unfold(1, 3 * P, P).unfold(2, 3 * P, P)  # (l, Hb, Wb, 3P, 3P)
+        Hb, Wb = b1 - b0, W // P
         stack = blocks.reshape(l * Hb * Wb, 9 * P * P)
         out = stack @ self._gemm.T  # (l·Hb·Wb, P²)
-        out = out.reshape(l, Hb, Wb, P, P).permute(1, 3, 2, 4, 0).reshape(H, W, l)
+        out = out.reshape(l, Hb, Wb, P, P).permute(1, 3, 2, 4, 0).reshape(Hb * P, W, l)
         far = self.c_far * A.to(backend.ACCUM_DTYPE).sum(dim=(0, 1))
-        self.entries_evaluated += (H * W) ** 2 * l
+        self.entries_evaluated += Hb * P * W * H * W * l
         return out.to(backend.ACCUM_DTYPE) + far
 
     def _matmul(self, r, c, V64):
         H, W = self.image_shape
         grid = torch.zeros(H * W, V64.shape[1], dtype=backend.ACCUM_DTYPE, device=self.device)
         grid[self.pixels[c]] = V64
-        out = self.grid_matmul(grid.reshape(H, W, -1)).reshape(H * W, -1)
-        return out[self.pixels[r]]
+        pr = self.pixels[r]
+        if pr.numel() == 0:
+            return torch.zeros(0, V64.shape[1], dtype=backend.ACCUM_DTYPE, device=self.device)
+        b0, b1 = int(pr.min()) // W // self.P, int(pr.max()) // W // self.P + 1  # output band of the rows
+        out = self.grid_matmul(grid.reshape(H, W, -1), (b0, b1)).reshape(-1, V64.shape[1])
+        return out[pr - b0 * self.P * W]
 
     # -- tiles (for EigenPro batches, Nyström subsamples, tests) ----------------------------------
     def _block(self, rows, cols):
