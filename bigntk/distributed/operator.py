@@ -24,6 +24,7 @@ The operator is a :class:`~bigntk.operators.KernelOperator`: EigenPro and CG run
 from __future__ import annotations
 
 import itertools
+import time
 from typing import Any, Callable
 
 import numpy as np
@@ -51,6 +52,10 @@ class _Shard:
         self.cols: torch.Tensor | None = None  # (k,) global columns of the cached slice
         self.V: torch.Tensor | None = None  # (k, l) float64 cached coefficients
         self.version = -1
+        self.busy_s, self.calls = 0.0, 0  # time spent in products (for overhead reports)
+
+    def stats(self) -> dict:
+        return {"busy_s": self.busy_s, "calls": self.calls, "lo": self.lo, "hi": self.hi}
 
     def info(self) -> dict:
         op = self.op
@@ -81,7 +86,10 @@ class _Shard:
         self.version = version
         if self.cols.numel() == 0:
             return np.zeros((len(rows), self.V.shape[1]))
-        return backend.to_numpy(self.op.matmul(self.V, rows=rows, cols=self.cols))
+        t0 = time.perf_counter()
+        out = backend.to_numpy(self.op.matmul(self.V, rows=rows, cols=self.cols))
+        self.busy_s, self.calls = self.busy_s + time.perf_counter() - t0, self.calls + 1
+        return out
 
 
 def _build(source: Callable[[], KernelOperator], lo: int, hi: int) -> _Shard:
@@ -200,6 +208,10 @@ class DistributedOperator(KernelOperator):
                 out += part
         self.entries_evaluated += len(rn) * len(cn)
         return torch.as_tensor(out, device=self.device)
+
+    def shard_stats(self) -> list[dict]:
+        """Per shard: seconds spent computing products on its worker, number of products, point range."""
+        return self.client.gather([self._submit(k, "stats") for k in range(len(self.shards))])
 
     def local_operator(self) -> KernelOperator:
         """The source operator built in this process (for what only needs its structure, such as the

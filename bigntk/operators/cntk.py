@@ -261,6 +261,15 @@ class PolyphaseCNTKOperator(KernelOperator):
         """From a ``bigntk.kernels.cntk.WindowKernel`` (``C_window``, ``c_far``, ``image_shape``)."""
         return cls(kernel.C_window, kernel.c_far, kernel.image_shape, observed, **kw)
 
+    @classmethod
+    def from_store(cls, path: Any, observed: Any = None, *, shape: tuple[int, int] | None = None,
+                   **kw) -> "PolyphaseCNTKOperator":
+        """From a window-form kernel store (``bigntk.kernels.cntk.open_kernel``), read where this runs:
+        a picklable source for sharded operators, so that workers read the store themselves."""
+        from ..kernels.cntk import open_kernel
+
+        return cls.from_kernel(open_kernel(path, shape=shape, device=kw.get("device")), observed, **kw)
+
 
 def tile_blocks(pixels: Any, image_shape: tuple[int, int], tile: int) -> list[np.ndarray]:
     """Partition observed points into square spatial tiles (block-Jacobi blocks for CG).
