@@ -21,7 +21,9 @@ def drug_like(m=40, n=300, p=12, seed=0):
 def reference_row(y, obs, Z, ridge=0.0, depth=1):
     """Row-by-row kernel regression written out with numpy (the definition)."""
     Zn = Z / np.linalg.norm(Z, axis=0)
-    K = ntk(Zn.T @ Zn, depth)
+    G = Zn.T @ Zn
+    np.fill_diagonal(G, 1.0)  # unit columns: ρ_jj = 1 exactly (rounding there is amplified by κ's slope)
+    K = ntk(G, depth)
     S = np.flatnonzero(obs)
     a = np.linalg.solve(K[np.ix_(S, S)] + ridge * np.eye(S.size), y[S])
     return K[:, S] @ a
@@ -116,3 +118,27 @@ def test_nan_in_observed_entry_is_rejected_but_allowed_elsewhere():
 def test_not_fitted():
     with pytest.raises(RuntimeError, match="fit"):
         bigntk.NTKCompleter(np.ones((2, 2))).predict()
+
+
+@pytest.mark.parametrize("options", [{}, {"preconditioner": None}])
+def test_cg_in_float32_solves_like_the_float64_direct_solve(options):
+    # float32 products broke the deflated CG (it diverged, or returned 1e25 without a preconditioner):
+    # CG now iterates with float64 products and uses the float32 operator for its sketch only
+    Y, Z = drug_like(m=30, n=400, seed=8)
+    mask = np.zeros_like(Y, bool)
+    mask[:, np.random.default_rng(9).permutation(400)[:250]] = True
+    ref = bigntk.complete(Y, mask, Z, ridge=1e-3, dtype="float64", progress=False)
+    out = bigntk.complete(Y, mask, Z, ridge=1e-3, solver="cg", progress=False, **options)
+    assert np.abs(out - ref).max() <= 1e-4 * np.abs(ref).max()
+
+
+def test_unconverged_cg_says_so():
+    from bigntk.solvers import ConvergenceWarning
+
+    Y, Z = drug_like(m=4, n=300, seed=10)
+    with pytest.warns(ConvergenceWarning, match="did not reach"):
+        bigntk.complete(Y, np.ones_like(Y, bool) & (np.arange(300) < 200), Z, solver="cg", max_iter=2, progress=False)
+    with pytest.raises(ValueError, match="max_iter"):
+        bigntk.complete(Y, np.ones_like(Y, bool), Z, solver="cg", max_iter=0, progress=False)
+    with pytest.raises(ValueError, match="unknown option"):
+        bigntk.complete(Y, np.ones_like(Y, bool), Z, solver="eigenpro", epochz=3, progress=False)

@@ -23,6 +23,7 @@ The operator is a :class:`~bigntk.operators.KernelOperator`: EigenPro and CG run
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import time
 from typing import Any, Callable
@@ -208,6 +209,17 @@ class DistributedOperator(KernelOperator):
                 out += part
         self.entries_evaluated += len(rn) * len(cn)
         return torch.as_tensor(out, device=self.device)
+
+    def with_dtype(self, dtype: Any) -> KernelOperator:
+        """A new sharded operator whose source builds in ``dtype`` (the source must be a ``functools.partial``)."""
+        dt = backend.resolve_dtype(dtype)
+        if dt == self.dtype:
+            return self
+        if not isinstance(self.source, functools.partial):
+            raise TypeError("with_dtype needs the source to be a functools.partial taking dtype=")
+        src = functools.partial(self.source.func, *self.source.args, **{**self.source.keywords, "dtype": str(dt)[6:]})
+        return DistributedOperator(self.client, src, n=self.n, n_shards=len(self.shards), device=self.device,
+                                   memory_budget=self.memory_budget)
 
     def shard_stats(self) -> list[dict]:
         """Per shard: seconds spent computing products on its worker, number of products, point range."""

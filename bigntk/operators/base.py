@@ -16,6 +16,7 @@ steps). Design follows GPyTorch's LinearOperator and Falkon's mmv kernels.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 from typing import Any
 
@@ -182,6 +183,24 @@ class KernelOperator:
                 out[i : i + rt] += (tile @ Vw[j : j + ct]).to(backend.ACCUM_DTYPE)
         return out
 
+    def with_dtype(self, dtype: Any) -> "KernelOperator":
+        """The same kernel with tiles computed in ``dtype`` (self when it already is).
+
+        A shallow copy sharing the compact sources; subclasses holding dtype-specific arrays convert
+        them in :meth:`_retype`. Solvers that need a float64 product (CG) use it.
+        """
+        dt = backend.resolve_dtype(dtype)
+        if dt == self.dtype:
+            return self
+        out = copy.copy(self)
+        out.dtype = dt
+        out.entries_evaluated = 0
+        out._retype()
+        return out
+
+    def _retype(self) -> None:
+        """Convert held dtype-specific arrays to ``self.dtype`` (after :meth:`with_dtype`)."""
+
     def restrict(self, idx: IndexLike) -> "SubOperator":
         """The principal sub-operator ``K[idx, idx]`` (a view; nothing is computed)."""
         return SubOperator(self, idx)
@@ -221,6 +240,10 @@ class SubOperator(KernelOperator):
     def entries_evaluated(self, value: int) -> None:
         if value:
             self.parent.entries_evaluated = value
+
+    def with_dtype(self, dtype: Any) -> "SubOperator":
+        parent = self.parent.with_dtype(dtype)
+        return self if parent is self.parent else SubOperator(parent, self.index)
 
     def _block(self, rows, cols):
         return self.parent._block(self.index[rows], self.index[cols])

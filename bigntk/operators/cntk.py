@@ -174,6 +174,9 @@ class PolyphaseCNTKOperator(KernelOperator):
         self.window = Wn
         self._gemm = self._gemm_matrix(Wn).to(dt)  # (P², 9P²)
 
+    def _retype(self) -> None:
+        self._gemm = self._gemm_matrix(self.window).to(self.dtype)
+
     @staticmethod
     def _gemm_matrix(Wd: torch.Tensor) -> torch.Tensor:
         """Place window[a, b, va, vb] at column (a + va + P, b + vb + P) of a 3P × 3P super-block."""

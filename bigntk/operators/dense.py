@@ -26,5 +26,8 @@ class DenseOperator(KernelOperator):
     def _block(self, rows, cols):
         return self.K[rows][:, cols]
 
+    def _retype(self) -> None:
+        self.K = self.K.to(self.dtype)
+
     def diag(self) -> torch.Tensor:
         return self.K.diagonal().clone()

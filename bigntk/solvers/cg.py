@@ -126,9 +126,13 @@ class ConjugateGradient:
         ``sketch_operator`` (optional, same kernel and points as ``operator``, e.g. a float32 copy of a
         float64 operator) serves only the Nyström sketch K·Ω of the preconditioner: the preconditioner
         need not be exact, and the rank-r product is the dominant set-up cost (~1.7× faster in float32
-        for the polyphase CNTK operator). CG's own products always use ``operator``.
+        for the polyphase CNTK operator). CG's own products are always float64: a float32 ``operator`` is
+        used as it is for the sketch and in float64 (``operator.with_dtype``) for the iteration — with
+        float32 products the deflated iteration loses the symmetry it relies on and diverges.
         """
-        op, dev = operator, operator.device
+        if operator.dtype != F64 and sketch_operator is None:
+            sketch_operator = operator
+        op, dev = operator.with_dtype(F64), operator.device
         if sketch_operator is not None and sketch_operator.n != op.n:
             raise ValueError(f"sketch_operator has n={sketch_operator.n}, operator has n={op.n}")
         Yt = backend.to_tensor(Y, device=dev, dtype=F64)
