@@ -61,7 +61,7 @@ def test_two_workers_give_the_in_process_solution(client):
     before = op.transfer_bytes
     r = solve(op, Y, "eigenpro", epochs=1, batch_size=100, subsample_size=200, seed=0, progress=False)
     steps = int(np.ceil(op.n / r.params["batch_size"]))
-    assert (op.transfer_bytes - before) / steps < 0.4 * op.n * Y.shape[1] * 8
+    assert (op.transfer_bytes - before) / steps < 0.55 * op.n * Y.shape[1] * 8  # batch + subsample rows only
 
 
 def test_completer_with_client_matches_in_process(client):

@@ -68,12 +68,19 @@ class _Shard:
         return backend.to_numpy(self.op.diag()[self.lo : self.hi])
 
     def block(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        return backend.to_numpy(self.op.block(rows, cols))
+        t0 = time.perf_counter()
+        out = backend.to_numpy(self.op.block(rows, cols))
+        self.busy_s += time.perf_counter() - t0
+        return out
 
     def matmul(self, rows: np.ndarray, payload: tuple, version: int) -> Any:
         """Apply the payload to the cached coefficients, then K[rows, cached cols] @ V (float64, numpy)."""
         kind = payload[0]
         dev = self.op.device
+        if kind == "oneoff":  # a small product (the batch of a subsample correction): the cache stays
+            _, cols, V = payload
+            return backend.to_numpy(self._timed_matmul(torch.as_tensor(V, dtype=backend.ACCUM_DTYPE, device=dev),
+                                                       rows, torch.as_tensor(cols, device=dev)))
         if kind == "full":
             _, cols, V = payload
             self.cols = torch.as_tensor(cols, device=dev)
@@ -85,10 +92,13 @@ class _Shard:
             if len(idx):
                 self.V[torch.as_tensor(idx, device=dev)] = torch.as_tensor(vals, dtype=backend.ACCUM_DTYPE, device=dev)
         self.version = version
-        if self.cols.numel() == 0:
-            return np.zeros((len(rows), self.V.shape[1]))
+        return backend.to_numpy(self._timed_matmul(self.V, rows, self.cols))
+
+    def _timed_matmul(self, V: torch.Tensor, rows: np.ndarray, cols: torch.Tensor) -> torch.Tensor:
+        if cols.numel() == 0:
+            return torch.zeros(len(rows), V.shape[1], dtype=backend.ACCUM_DTYPE)
         t0 = time.perf_counter()
-        out = backend.to_numpy(self.op.matmul(self.V, rows=rows, cols=self.cols))
+        out = self.op.matmul(V, rows=rows, cols=cols)
         self.busy_s, self.calls = self.busy_s + time.perf_counter() - t0, self.calls + 1
         return out
 
@@ -176,12 +186,16 @@ class DistributedOperator(KernelOperator):
         return torch.as_tensor(out, device=self.device)
 
     def _payload(self, k: int, cols_k: np.ndarray, V_k: np.ndarray, version: int) -> tuple:
-        """What shard k needs: a delta against its cached slice when the columns are unchanged."""
+        """What shard k needs: a delta against its cached coefficients when the columns are the cached
+        ones; a one-off product (cache untouched) for a product over far fewer columns; else a new cache."""
         last = self._sent[k]
-        self._sent[k] = (cols_k, V_k, version)
         if last is not None and np.array_equal(last[0], cols_k) and last[1].shape == V_k.shape:
+            self._sent[k] = (cols_k, V_k, version)
             changed = np.flatnonzero((last[1] != V_k).any(axis=1))
             return ("delta", last[2], changed, V_k[changed])
+        if last is not None and len(cols_k) < len(last[0]) // 2:
+            return ("oneoff", cols_k, V_k)
+        self._sent[k] = (cols_k, V_k, version)
         return ("full", cols_k, V_k)
 
     def _matmul(self, r: torch.Tensor, c: torch.Tensor, V64: torch.Tensor) -> torch.Tensor:

@@ -298,12 +298,9 @@ class EigenPro:
 
     @staticmethod
     def _subsample_product(op: KernelOperator, S: torch.Tensor, B: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-        """K_{S,B} g (s, l) in float64: a fast product where the operator has one or where the s × m tile
-        would not fit the memory budget (a forced full batch on a tiled operator), else a held tile."""
-        itemsize = torch.finfo(op.dtype).bits // 8
-        if op.fast_matmul or S.numel() * B.numel() * itemsize > op.memory_budget:
-            return op.matmul(g, rows=S, cols=B)
-        return op.block(S, B).to(backend.ACCUM_DTYPE) @ g
+        """K_{S,B} g (s, l) in float64, streamed within the memory budget (a fast product where the operator
+        has one; on a sharded operator the shards compute it and only the (s, l) result travels)."""
+        return op.matmul(g, rows=S, cols=B)
 
     # ------------------------------------------------------------------ fit
     def fit(self, operator: KernelOperator, Y: Any) -> SolveResult:
