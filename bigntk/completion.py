@@ -29,8 +29,8 @@ from ._validation import check_matrix_and_mask, check_nonneg, check_representabl
 from .kernels.ntk import check_activation
 from .operators import KernelOperator, ntk_operator
 from .priors import Prior, as_prior
-from .solvers import choose_solver, solve, solve_direct
-from .solvers.policy import SOLVERS
+from .solvers import check_options, choose_solver, solve, solve_direct
+from .solvers.policy import SOLVERS, check_direct_fits  # noqa: F401 (SOLVERS re-exported)
 
 __all__ = ["complete", "NTKCompleter", "SOLVERS"]
 
@@ -97,8 +97,7 @@ class NTKCompleter(BaseEstimator):
         check_activation(self.activation, self.negative_slope)
         check_nonneg("ridge", self.ridge)
         check_nonneg("nugget", self.nugget)
-        if self.solver not in SOLVERS:
-            raise ValueError(f"unknown solver {self.solver!r}; choose one of {SOLVERS}")
+        check_options(self.solver, dict(self.solver_options or {}))
         self.compute_ = backend.compute(self.device, self.dtype, self.memory_budget, self.threads)
         if self.threads is not None:
             backend.set_threads(self.threads)
@@ -173,6 +172,7 @@ class NTKCompleter(BaseEstimator):
         if solver != "direct":
             return [self._fit_iterative(c, rows, solver) for c, (_, rows) in zip(cols_t, batch)]
         r_max = max(rows.size for _, rows in batch)
+        check_direct_fits(s, op.device, op.dtype, count=len(batch))
         K = torch.empty(len(batch), s, s, dtype=op.dtype, device=op.device)
         rhs = torch.zeros(len(batch), s, r_max, dtype=op.dtype, device=op.device)
         for b, (c, (cols, rows)) in enumerate(zip(cols_t, batch)):

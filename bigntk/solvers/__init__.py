@@ -10,10 +10,10 @@ from .checkpoint import CheckpointMismatchError
 from .direct import NotPositiveDefiniteError, solve_direct
 from .eigenpro import EigenPro, eigenpro_parameters
 from .policy import DIRECT_MAX, DIRECT_MAX_FAST, SOLVERS, ConvergenceWarning, SolveResult, choose_solver
-from .regressor import KernelRegressor, solve
+from .regressor import KernelRegressor, check_options, solve
 
 __all__ = [
     "solve", "KernelRegressor", "EigenPro", "eigenpro_parameters", "ConjugateGradient", "solve_direct",
     "SolveResult", "ConvergenceWarning", "NotPositiveDefiniteError", "CheckpointMismatchError",
-    "DIRECT_MAX", "DIRECT_MAX_FAST", "SOLVERS", "choose_solver",
+    "DIRECT_MAX", "DIRECT_MAX_FAST", "SOLVERS", "choose_solver", "check_options",
 ]

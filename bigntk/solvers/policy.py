@@ -69,9 +69,10 @@ def direct_bytes(n: int, dtype: torch.dtype = backend.ACCUM_DTYPE) -> int:
     return 2 * n * n * (torch.finfo(dtype).bits // 8)
 
 
-def check_direct_fits(n: int, device: torch.device, dtype: torch.dtype = backend.ACCUM_DTYPE) -> None:
-    """Refuse, before allocating, a direct solve whose dense matrix cannot fit in free memory."""
-    need, free = direct_bytes(n, dtype), backend.free_memory_bytes(device)
+def check_direct_fits(n: int, device: torch.device, dtype: torch.dtype = backend.ACCUM_DTYPE,
+                      count: int = 1) -> None:
+    """Refuse, before allocating, ``count`` direct solves over n points that cannot fit in free memory."""
+    need, free = count * direct_bytes(n, dtype), backend.free_memory_bytes(device)
     if need > free:
         raise MemoryError(f"a direct solve over {n} points needs about {need / 1e9:.1f} GB "
                           f"({free / 1e9:.1f} GB free); use solver='eigenpro' or 'cg' (streamed)")

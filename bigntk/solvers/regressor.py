@@ -1,6 +1,7 @@
 """``solve`` (one entry point for every solver) and :class:`KernelRegressor` (fit / predict on any operator)."""
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import numpy as np
@@ -12,11 +13,34 @@ from ..operators.base import KernelOperator, as_index
 from .cg import ConjugateGradient
 from .direct import solve_direct
 from .eigenpro import EigenPro
-from .policy import SolveResult, check_direct_fits, choose_solver, resolve_options
+from .policy import SOLVERS, SolveResult, check_direct_fits, choose_solver, resolve_options
 
-__all__ = ["solve", "KernelRegressor"]
+__all__ = ["solve", "KernelRegressor", "check_options"]
 
 _ITERATIVE = {"eigenpro": EigenPro, "cg": ConjugateGradient}
+
+
+def check_options(solver: str, options: dict[str, Any]) -> None:
+    """Validate solver option names (and values, by constructing the solver) before any computing.
+
+    ``auto`` accepts what either iterative solver takes; ``direct`` takes none.
+    """
+    if solver not in SOLVERS:
+        raise ValueError(f"unknown solver {solver!r}; choose one of {SOLVERS}")
+    if solver == "direct":
+        if options:
+            raise ValueError(f"the direct solver takes no options; got {sorted(options)}")
+        return
+    names = [solver] if solver != "auto" else list(_ITERATIVE)
+    if solver == "auto":
+        known = {p for cls in _ITERATIVE.values() for p in inspect.signature(cls).parameters} - {"self", "ridge"}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ValueError(f"unknown option(s) {unknown}; EigenPro and CG take {sorted(known)}")
+    for name in names:
+        cls = _ITERATIVE[name]
+        mine = {k: v for k, v in options.items() if k in inspect.signature(cls).parameters}
+        cls(**resolve_options(cls, mine if solver == "auto" else options, name))  # values checked here
 
 
 def _direct(op: KernelOperator, Y: torch.Tensor, ridge: float) -> SolveResult:
