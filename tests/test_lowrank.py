@@ -88,7 +88,7 @@ def test_held_out_entries_restored_and_not_used_for_fitting():
     last = {}
     # fixed ridge, no momentum: the held-out error then steers nothing (the default schedule and the
     # momentum restart are *meant* to depend on it)
-    kw = dict(val_fraction=0.2, seed=0, max_iter=30, patience=1000, reg_decay=1.0, alpha=1.0,
+    kw = dict(val_fraction=0.2, seed=0, max_iter=30, patience=1000, tol=0.0, reg_decay=1.0, alpha=1.0,
               reg_schedule="decay", momentum=0.0)
     for name, data in (("clean", Y), ("bad", Y_bad)):
         res = lin_rfm_result(data, mask, callback=lambda i, Yh: last.__setitem__(name, Yh.numpy().copy()),
