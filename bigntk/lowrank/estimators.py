@@ -121,9 +121,9 @@ class LinRFM(LowRankCompleter):
 
     def __init__(self, alpha: float = 0.5, reg: float | None = None, *, reg_min: float = 1e-6,
                  reg_decay: float = 0.97, reg_up: float = 2.0, reg_schedule: str = "val",
-                 reg_err: float = 1.0, momentum: float = 0.9, max_iter: int = 5000,
-                 val_fraction: float = 0.1, patience: int = 300, min_delta: float = 1e-3,
-                 tol: float = 1e-12, seed: int = 0, device: Device = None, dtype: DType = None,
+                 reg_err: float = 1.0, momentum: float = 0.9, max_iter: int = 2000,
+                 val_fraction: float = 0.1, patience: int = 100, min_delta: float = 1e-2,
+                 tol: float = 1e-4, seed: int = 0, device: Device = None, dtype: DType = None,
                  progress: bool = False):
         _store_params(self, locals())
 
