@@ -26,7 +26,6 @@ a power of 4 (exact), so the metric cannot overflow float32 however large the da
 """
 from __future__ import annotations
 
-import math
 import time
 import warnings
 from dataclasses import dataclass
