@@ -88,7 +88,7 @@ def test_held_out_entries_restored_and_not_used_for_fitting():
     last = {}
     # fixed ridge, no momentum: the held-out error then steers nothing (the default schedule and the
     # momentum restart are *meant* to depend on it)
-    kw = dict(val_fraction=0.2, seed=0, max_iter=30, patience=1000, reg_decay=1.0, alpha=1.0,
+    kw = dict(val_fraction=0.2, seed=0, max_iter=30, patience=1000, tol=0.0, reg_decay=1.0, alpha=1.0,
               reg_schedule="decay", momentum=0.0)
     for name, data in (("clean", Y), ("bad", Y_bad)):
         res = lin_rfm_result(data, mask, callback=lambda i, Yh: last.__setitem__(name, Yh.numpy().copy()),
@@ -217,3 +217,16 @@ def test_bad_schedule_arguments_raise():
         lin_rfm(Y, mask, reg_schedule="cosine", max_iter=2)
     with pytest.raises(ValueError, match="momentum"):
         lin_rfm(Y, mask, momentum=1.0, max_iter=2)
+
+
+@pytest.mark.parametrize("alpha", [0.5, 1.0])
+def test_defaults_stop_at_the_held_out_tolerance_with_test_mse_below_1e3(alpha):
+    # 150 x 120, rank 3, 3x the r(m + n - r) degrees of freedom observed; everything else default
+    rng = np.random.default_rng(11)
+    Y = rng.standard_normal((150, 3)) @ rng.standard_normal((3, 120)) / np.sqrt(3)
+    mask = np.zeros(Y.size, bool)
+    mask[rng.choice(Y.size, size=3 * 3 * (150 + 120 - 3), replace=False)] = True
+    mask = mask.reshape(Y.shape)
+    res = lin_rfm_result(Y, mask, alpha=alpha)
+    assert res.val_error <= 1e-4 and res.n_iter < 2000  # stopped by the default tol
+    assert test_missing_mse(Y, mask, res.completed) < 1e-3 * float((Y**2).mean())

@@ -1,56 +1,136 @@
 """``bigntk lowrank Y.npy --mask M.npy --method linrfm|gd|als|softimpute [--alpha 0.5] --out Yhat.npy``.
 
-Inputs and output may be ``.npy`` files or zarr arrays (a path ending in ``.zarr`` or a directory).
+Inputs may be ``.npy`` files, bare zarr arrays, or zarr groups (a path ending in ``.zarr`` or a
+directory): a group is read through its ``completed`` array (or its only array; name another one
+as ``group.zarr/name``), and its ``observed`` array is the default mask. Output: ``.npy`` (the
+completion), or with ``--out x.zarr`` a zarr v3 group that ``xarray.open_zarr`` opens as a Dataset:
+``completed`` (float64) and ``observed`` (bool), dims ("row", "column"), attributes recording the
+method, its parameters and the fit. Outputs are written beside the target and renamed into place,
+so a failed write leaves the previous output (or none), never a partial one.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import os
+import shutil
+import warnings
 from pathlib import Path
+from typing import Any, Iterator
 
 import numpy as np
 
 from ._common import add_device_args
+
+DIMS = ("row", "column")
 
 
 def _is_zarr(path: Path) -> bool:
     return path.suffix == ".zarr" or path.is_dir()
 
 
-def load_array(path: Path) -> np.ndarray:
-    """Read a .npy file or a zarr array into memory."""
+def load_array(path: Path, name: str = "completed") -> np.ndarray:
+    """Read a .npy file, a zarr array, or array ``name`` of a zarr group (its only array when it
+    has no ``name``) into memory."""
     if not path.exists():
         raise FileNotFoundError(f"no such file or zarr array: {path}")
-    if _is_zarr(path):
-        import zarr
+    if not _is_zarr(path):
+        return np.load(path)
+    import zarr
 
-        return np.asarray(zarr.open_array(str(path), mode="r")[...])
-    return np.load(path)
+    node = zarr.open(str(path), mode="r")
+    if isinstance(node, zarr.Group):
+        names = sorted(node.array_keys())
+        if name not in names and len(names) != 1:
+            raise ValueError(f"zarr group {path} has arrays {names} and no {name!r}; "
+                             f"name one as {path}/<array>")
+        node = node[name if name in names else names[0]]
+    return np.asarray(node[...])
 
 
-def save_array(path: Path, array: np.ndarray) -> None:
-    """Write ``array`` to a .npy file, or to a zarr array when ``path`` ends in ``.zarr``."""
+def group_mask(path: Path) -> np.ndarray | None:
+    """The ``observed`` array of the zarr group at ``path`` (None for anything else)."""
+    if not (_is_zarr(path) and (path / "observed").is_dir()):
+        return None
+    import zarr
+
+    node = zarr.open(str(path), mode="r")
+    return np.asarray(node["observed"][...]) if isinstance(node, zarr.Group) else None
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it into place (replacing a file
+    or a directory), on failure remove it, leaving ``path`` as it was."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".zarr":
-        import zarr
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    old = path.with_name(f".{path.name}.old-{os.getpid()}")
+    _remove(tmp)
+    try:
+        yield tmp
+        if path.exists() or path.is_symlink():
+            os.replace(path, old)  # a directory cannot be replaced in one rename: move it aside
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            if old.exists() or old.is_symlink():
+                os.replace(old, path)  # put the previous output back
+            raise
+    finally:
+        _remove(tmp)
+        _remove(old)
 
-        chunks = tuple(min(s, 1024) for s in array.shape)
-        z = zarr.open_array(str(path), mode="w", shape=array.shape, dtype=array.dtype, chunks=chunks)
-        z[...] = array
-    else:
-        np.save(path, array)
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def write_zarr_group(path: Path, completed: np.ndarray, observed: np.ndarray, attrs: dict[str, Any]) -> None:
+    """The completion as a zarr v3 group: ``completed`` (m, n) float64 and ``observed`` (m, n)
+    bool with zarr v3 ``dimension_names`` ("row", "column"), ``attrs`` on the group, metadata
+    consolidated (what ``xarray.open_zarr`` looks for first)."""
+    import zarr
+
+    chunks = tuple(min(s, 1024) for s in completed.shape)
+    group = zarr.open_group(str(path), mode="w", zarr_format=3)
+    for name, data in (("completed", completed.astype(np.float64)), ("observed", observed.astype(bool))):
+        arr = group.create_array(name, shape=data.shape, dtype=data.dtype, chunks=chunks, dimension_names=DIMS)
+        arr[...] = data
+    group.attrs.update(attrs)
+    with warnings.catch_warnings():  # "consolidated metadata is not part of the v3 spec (yet)"
+        warnings.simplefilter("ignore")
+        zarr.consolidate_metadata(str(path))
+
+
+def save_output(path: Path, completed: np.ndarray, observed: np.ndarray, attrs: dict[str, Any]) -> None:
+    """Write the completion atomically: a zarr group when ``path`` ends in ``.zarr``, else .npy."""
+    with atomic_path(path) as tmp:
+        if path.suffix == ".zarr":
+            write_zarr_group(tmp, completed, observed, attrs)
+        else:
+            with open(tmp, "wb") as f:
+                np.save(f, completed)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("lowrank", help="low-rank completion: lin-RFM or a classic baseline",
                        description="Complete a low-rank matrix Y (m × n; NaN allowed where missing) with "
                                    "lin-RFM or the gd / als / softimpute baselines.")
-    p.add_argument("Y", type=Path, help="(m × n) .npy or zarr array; unobserved entries may be NaN")
+    p.add_argument("Y", type=Path, help="(m × n) .npy, zarr array or zarr group (its 'completed'); "
+                                        "unobserved entries may be NaN")
     p.add_argument("--mask", type=Path, default=None,
-                   help="(m × n) .npy or zarr array, nonzero = observed (default: the non-NaN entries)")
+                   help="(m × n) .npy or zarr array, nonzero = observed (default: the 'observed' array of "
+                        "a zarr group Y, else the non-NaN entries)")
     p.add_argument("--method", default="linrfm", choices=["linrfm", "gd", "als", "softimpute"])
-    p.add_argument("--out", type=Path, required=True, help="output .npy (or .zarr) for the completion")
+    p.add_argument("--out", type=Path, required=True,
+                   help="output .npy (the completion) or .zarr (group: completed, observed, attributes)")
     p.add_argument("--alpha", type=float, default=0.5, help="lin-RFM metric power: P = M^(2 alpha)")
-    p.add_argument("--reg", type=float, default=None, help="lin-RFM starting relative ridge (default 1e-2)")
+    p.add_argument("--reg", type=float, default=None,
+                   help="lin-RFM starting relative ridge (default 0.1 for alpha < 1, else 1e-2)")
     p.add_argument("--momentum", type=float, default=None,
                    help="lin-RFM extrapolation weight β in [0, 1), restarted when the held-out error rises (default 0.9)")
     p.add_argument("--reg-schedule", choices=["val", "decay"], default=None,
@@ -59,6 +139,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--svd-rank", type=int, default=None, help="softimpute: randomised SVD of this rank")
     p.add_argument("--max-iter", type=int, default=None, help="iteration cap (method default if omitted)")
     p.add_argument("--patience", type=int, default=None, help="iterations without held-out improvement")
+    p.add_argument("--tol", type=float, default=None,
+                   help="stop at this relative held-out MSE (method default if omitted; lin-RFM 1e-4)")
     p.add_argument("--val-fraction", type=float, default=0.1, help="held-out fraction of observed entries")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -78,21 +160,26 @@ def _method_kwargs(args: argparse.Namespace) -> dict:
         kw["rank"] = args.rank
     elif args.svd_rank is not None:
         kw["svd_rank"] = args.svd_rank
-    if args.max_iter is not None:
-        kw["max_iter"] = args.max_iter
-    if args.patience is not None:
-        kw["patience"] = args.patience
+    for name in ("max_iter", "patience", "tol"):
+        if getattr(args, name) is not None:
+            kw[name] = getattr(args, name)
     return kw
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..lowrank import complete_lowrank
+    from .. import __version__
+    from ..lowrank import check_inputs, complete_lowrank
 
     Y = load_array(args.Y)
-    mask = None if args.mask is None else load_array(args.mask)
-    res = complete_lowrank(Y, mask, args.method, **_method_kwargs(args))
-    save_array(args.out, res.completed)
-    n_obs = int(np.isfinite(Y).sum()) if mask is None else int(np.count_nonzero(mask))
-    print(f"{args.method}: completed {Y.shape[0]}×{Y.shape[1]} ({n_obs} observed) in {res.n_iter} iterations "
-          f"(best {res.best_iter}, held-out rel. MSE {res.val_error:.3e}) -> {args.out}")
+    mask = group_mask(args.Y) if args.mask is None else load_array(args.mask, "observed")
+    observed = check_inputs(Y, mask)[1]
+    kw = _method_kwargs(args)
+    res = complete_lowrank(Y, observed, args.method, **kw)
+    params = {k: (v if v is None or isinstance(v, (bool, int, float, str)) else str(v)) for k, v in kw.items()}
+    attrs = {"method": args.method, "params": params, "n_iter": res.n_iter, "best_iter": res.best_iter,
+             "held_out_rel_mse": res.val_error if np.isfinite(res.val_error) else None, "input": str(args.Y),
+             "mask": None if args.mask is None else str(args.mask), "bigntk_version": __version__}
+    save_output(args.out, res.completed, observed, json.loads(json.dumps(attrs)))
+    print(f"{args.method}: completed {Y.shape[0]}×{Y.shape[1]} ({int(observed.sum())} observed) in "
+          f"{res.n_iter} iterations (best {res.best_iter}, held-out rel. MSE {res.val_error:.3e}) -> {args.out}")
     return 0

@@ -18,18 +18,17 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from ..backend import ACCUM_DTYPE, resolve_device, resolve_dtype, to_numpy
+from ..backend import ACCUM_DTYPE, to_numpy
 from ._common import (
     CompletionResult,
     EarlyStopper,
+    Prepared,
     ProgressCallback,
-    check_inputs,
-    finish,
+    make_result,
+    prepare,
     relative_val_error,
-    split_observed,
-    warn_interrupted,
+    run_iterations,
 )
 
 __all__ = ["gd_factorization", "gd_factorization_result", "als", "als_result", "soft_impute",
@@ -37,17 +36,19 @@ __all__ = ["gd_factorization", "gd_factorization_result", "als", "als_result", "
 
 
 class _Observed:
-    """Training / held-out entries on the device: rows, cols (nnz,) int64 and values (nnz,)."""
+    """Training / held-out entries of the working data on the device: rows, cols (nnz,) int64 and
+    values (nnz,)."""
 
-    def __init__(self, Y: np.ndarray, train: np.ndarray, val: np.ndarray, dev, dt):
-        r, c = np.nonzero(train)
+    def __init__(self, prep: Prepared):
+        dev, dt = prep.device, prep.dtype
+        r, c = np.nonzero(prep.train)
         self.rows, self.cols = torch.as_tensor(r, device=dev), torch.as_tensor(c, device=dev)
-        self.vals = torch.as_tensor(Y[r, c], dtype=dt, device=dev)
-        vr, vc = np.nonzero(val)
+        self.vals = torch.as_tensor(prep.Yw[r, c], dtype=dt, device=dev)
+        vr, vc = np.nonzero(prep.val)
         self.vrows, self.vcols = torch.as_tensor(vr, device=dev), torch.as_tensor(vc, device=dev)
-        self.vvals = torch.as_tensor(Y[vr, vc], dtype=ACCUM_DTYPE, device=dev)
-        self.shape = Y.shape
-        self.p = r.size / float(Y.size)  # sampling rate of the training entries
+        self.vvals = torch.as_tensor(prep.Yw[vr, vc], dtype=ACCUM_DTYPE, device=dev)
+        self.shape = prep.Yw.shape
+        self.p = r.size / float(prep.Yw.size)  # sampling rate of the training entries
 
     def dense(self, dt) -> torch.Tensor:
         """Zero-filled (m, n) matrix of training entries."""
@@ -61,12 +62,8 @@ class _Observed:
         pred = (U[self.vrows] * V[self.vcols]).sum(1).to(ACCUM_DTYPE)
         return float(((pred - self.vvals) ** 2).sum() / (self.vvals**2).sum().clamp_min(1e-300))
 
-
-def _prepare(Y, mask, val_fraction, seed, device, dtype):
-    Y_np, mask_np = check_inputs(Y, mask)
-    train, val = split_observed(mask_np, val_fraction, seed)
-    dev, dt = resolve_device(device), resolve_dtype(dtype)
-    return Y_np, mask_np, _Observed(Y_np, train, val, dev, dt), dev, dt
+    def stopper(self, patience: int, min_delta: float, tol: float) -> EarlyStopper:
+        return EarlyStopper(patience, min_delta=min_delta, tol=tol, has_val=self.vvals.numel() > 0)
 
 
 def _check_rank(rank: int, shape: tuple[int, int]) -> None:
@@ -97,32 +94,52 @@ def _top_svd(Z: torch.Tensor, rank: int, seed: int, oversample: int = 10, n_iter
     return (Q @ Ub)[:, :rank], S[:rank], Vh[:rank].T
 
 
-def _loop(name, max_iter, patience, min_delta, tol, obs, progress):
-    stopper = EarlyStopper(patience, min_delta=min_delta, tol=tol, has_val=obs.vvals.numel() > 0)
-    bar = tqdm(total=max_iter, desc=name, disable=not progress, leave=False)
-    return stopper, bar
+def _factor_step(it: int, err: float, U: torch.Tensor, V: torch.Tensor, stopper: EarlyStopper,
+                 prep: Prepared, callback: ProgressCallback | None) -> bool:
+    """Book-keeping after one factor iteration: history, best (U, V), callback. Returns stop.
+    (U and V are never modified in place by the iterations: kept without a copy.)"""
+    stop = stopper.record(it, err, (U, V))
+    prep.report(callback, it, lambda: U @ V.T)
+    return stop
 
 
-def _record(it, err, U, V, best, stopper, history, callback, bar, **postfix):
-    """Book-keeping after one factor iteration: history, best iterate, callback, progress bar.
-
-    Returns (best (U, V), stop)."""
-    history.append(err)
-    is_best, stop = stopper.update(it, err)
-    if is_best:
-        best = (U.clone(), V.clone())
-    if callback is not None:
-        callback(it, U @ V.T)
-    bar.update(1)
-    bar.set_postfix(val=f"{err:.2e}", **postfix)
-    return best, stop
+def _factor_result(prep: Prepared, stopper: EarlyStopper, last: int, rank: int, t0: float) -> CompletionResult:
+    """The completion U Vᵀ of the best iterate with observed entries restored; ``info`` also holds
+    the best factors ``U`` (m, r), ``V`` (n, r) in data units (float64, U Vᵀ = completion off the
+    observed entries)."""
+    U, V = stopper.best_iterate
+    root = math.sqrt(prep.scale)  # a power of 2: exact
+    info = {"rank": rank, "U": to_numpy(U.to(torch.float64)) * root, "V": to_numpy(V.to(torch.float64)) * root,
+            "seconds": time.perf_counter() - t0}
+    return make_result(prep, U @ V.T, last, stopper, info)
 
 
-def _factor_result(best, Y_np, mask_np, it, stopper, history, rank, t0) -> CompletionResult:
-    """The completion U Vᵀ of the best iterate with observed entries restored."""
-    out = to_numpy((best[0] @ best[1].T).to(torch.float64))
-    return CompletionResult(finish(out, Y_np, mask_np), it + 1, stopper.best_iter, stopper.best,
-                            history, {"rank": rank, "seconds": time.perf_counter() - t0})
+class _GradientDescent:
+    """State (factors, step) and one step of Burer-Monteiro gradient descent."""
+
+    def __init__(self, obs: _Observed, U: torch.Tensor, V: torch.Tensor, eta: float, balance: float,
+                 stopper: EarlyStopper, prep: Prepared, callback: ProgressCallback | None):
+        self.obs, self.U, self.V, self.eta, self.balance = obs, U, V, eta, balance
+        self.stopper, self.prep, self.callback = stopper, prep, callback
+        stopper.best_iterate = (U.clone(), V.clone())
+
+    def step(self, it: int) -> tuple[bool, dict[str, str]]:
+        obs, U, V, eta = self.obs, self.U, self.V, self.eta
+        # f = 1/(2p) ||P_O(U V^T - Y)||^2 + balance/4 ||U^T U - V^T V||^2
+        res = ((U[obs.rows] * V[obs.cols]).sum(1) - obs.vals) / obs.p  # (nnz,)
+        gU = torch.zeros_like(U).index_add_(0, obs.rows, res[:, None] * V[obs.cols])
+        gV = torch.zeros_like(V).index_add_(0, obs.cols, res[:, None] * U[obs.rows])
+        D = U.T @ U - V.T @ V
+        U, V = U - eta * (gU + self.balance * U @ D), V - eta * (gV - self.balance * V @ D)
+        err = obs.val_error_uv(U, V)
+        stopper = self.stopper
+        if not math.isfinite(float(res.abs().max())) or (stopper.has_val and err > 4.0 * stopper.best):
+            # divergence (step too long for this sampling): back to the best iterate, halve the step
+            U, V = stopper.best_iterate[0].clone(), stopper.best_iterate[1].clone()
+            self.eta = eta * 0.5
+        self.U, self.V = U, V
+        stop = _factor_step(it, err, U, V, stopper, self.prep, self.callback)
+        return stop, {"val": f"{err:.2e}", "step": f"{self.eta:.1e}"}
 
 
 def gd_factorization_result(
@@ -133,34 +150,15 @@ def gd_factorization_result(
 ) -> CompletionResult:
     """Burer-Monteiro gradient descent; see :func:`gd_factorization`."""
     t0 = time.perf_counter()
-    Y_np, mask_np, obs, dev, dt = _prepare(Y, mask, val_fraction, seed, device, dtype)
-    _check_rank(rank, Y_np.shape)
-    U, V = _spectral_init(obs, rank, dt, seed)
+    prep = prepare(Y, mask, val_fraction, seed, device, dtype)
+    _check_rank(rank, prep.Y.shape)
+    obs = _Observed(prep)
+    U, V = _spectral_init(obs, rank, prep.dtype, seed)
     sigma1 = float(torch.linalg.matrix_norm(U, ord=2)) ** 2  # top singular value of U V^T
-    eta = step / max(sigma1, 1e-12)
-    stopper, bar = _loop("GD", max_iter, patience, min_delta, tol, obs, progress)
-    best, history, it = (U.clone(), V.clone()), [], 0
-    try:
-        for it in range(max_iter):
-            # f = 1/(2p) ||P_O(U V^T - Y)||^2 + balance/4 ||U^T U - V^T V||^2
-            res = ((U[obs.rows] * V[obs.cols]).sum(1) - obs.vals) / obs.p  # (nnz,)
-            gU = torch.zeros_like(U).index_add_(0, obs.rows, res[:, None] * V[obs.cols])
-            gV = torch.zeros_like(V).index_add_(0, obs.cols, res[:, None] * U[obs.rows])
-            D = U.T @ U - V.T @ V
-            U, V = U - eta * (gU + balance * U @ D), V - eta * (gV - balance * V @ D)
-            err = obs.val_error_uv(U, V)
-            if not math.isfinite(float(res.abs().max())) or (stopper.has_val and err > 4.0 * stopper.best):
-                # divergence (step too long for this sampling): back to the best iterate, halve the step
-                U, V = best[0].clone(), best[1].clone()
-                eta *= 0.5
-            best, stop = _record(it, err, U, V, best, stopper, history, callback, bar, step=f"{eta:.1e}")
-            if stop:
-                break
-    except KeyboardInterrupt:
-        warn_interrupted("gd_factorization", it)
-    finally:
-        bar.close()
-    return _factor_result(best, Y_np, mask_np, it, stopper, history, rank, t0)
+    stopper = obs.stopper(patience, min_delta, tol)
+    run = _GradientDescent(obs, U, V, step / max(sigma1, 1e-12), balance, stopper, prep, callback)
+    last = run_iterations("gd_factorization", run.step, max_iter, progress, "GD")
+    return _factor_result(prep, stopper, last, rank, t0)
 
 
 def gd_factorization(Y: Any, mask: Any | None = None, **kwargs: Any) -> np.ndarray:
@@ -204,25 +202,23 @@ def als_result(
     t0 = time.perf_counter()
     if not ridge > 0:
         raise ValueError(f"ridge must be > 0; got {ridge}")
-    Y_np, mask_np, obs, dev, dt = _prepare(Y, mask, val_fraction, seed, device, dtype)
-    _check_rank(rank, Y_np.shape)
-    m, n = Y_np.shape
-    U, V = _spectral_init(obs, rank, dt, seed)
-    stopper, bar = _loop("ALS", max_iter, patience, min_delta, tol, obs, progress)
-    best, history, it = (U.clone(), V.clone()), [], 0
-    try:
-        for it in range(max_iter):
-            U = _ridge_rows(V, obs.rows, obs.cols, obs.vals, m, ridge)
-            V = _ridge_rows(U, obs.cols, obs.rows, obs.vals, n, ridge)
-            err = obs.val_error_uv(U, V)
-            best, stop = _record(it, err, U, V, best, stopper, history, callback, bar)
-            if stop:
-                break
-    except KeyboardInterrupt:
-        warn_interrupted("als", it)
-    finally:
-        bar.close()
-    return _factor_result(best, Y_np, mask_np, it, stopper, history, rank, t0)
+    prep = prepare(Y, mask, val_fraction, seed, device, dtype)
+    _check_rank(rank, prep.Y.shape)
+    obs = _Observed(prep)
+    (m, n), ridge_w = prep.Y.shape, ridge / prep.scale  # the ridge in the working units (exact)
+    factors = list(_spectral_init(obs, rank, prep.dtype, seed))
+    stopper = obs.stopper(patience, min_delta, tol)
+    stopper.best_iterate = (factors[0].clone(), factors[1].clone())
+
+    def step(it: int) -> tuple[bool, dict[str, str]]:
+        U = _ridge_rows(factors[1], obs.rows, obs.cols, obs.vals, m, ridge_w)
+        V = _ridge_rows(U, obs.cols, obs.rows, obs.vals, n, ridge_w)
+        factors[:] = U, V
+        err = obs.val_error_uv(U, V)
+        return _factor_step(it, err, U, V, stopper, prep, callback), {"val": f"{err:.2e}"}
+
+    last = run_iterations("als", step, max_iter, progress, "ALS")
+    return _factor_result(prep, stopper, last, rank, t0)
 
 
 def als(Y: Any, mask: Any | None = None, **kwargs: Any) -> np.ndarray:
@@ -233,6 +229,39 @@ def als(Y: Any, mask: Any | None = None, **kwargs: Any) -> np.ndarray:
     (m, n) float64.
     """
     return als_result(Y, mask, **kwargs).completed
+
+
+class _SoftImpute:
+    """State (iterate, previous iterate, momentum weight, threshold) and one step of SoftImpute."""
+
+    def __init__(self, obs: _Observed, k: int, thresh: float, floor: float, cfg: dict[str, Any],
+                 stopper: EarlyStopper, prep: Prepared, callback: ProgressCallback | None):
+        self.obs, self.k, self.thresh, self.floor, self.cfg = obs, k, thresh, floor, cfg
+        self.stopper, self.prep, self.callback = stopper, prep, callback
+        self.X = torch.zeros(obs.shape, dtype=prep.dtype, device=prep.device)
+        self.X_prev, self.t_mom = self.X, 1.0
+        stopper.best_iterate = self.X
+
+    def step(self, it: int) -> tuple[bool, dict[str, Any]]:
+        obs, X = self.obs, self.X
+        Z = X.clone()
+        if self.cfg["momentum"]:  # Nesterov extrapolation (FISTA), restarted at every new threshold
+            t_next = (1 + math.sqrt(1 + 4 * self.t_mom * self.t_mom)) / 2
+            Z += ((self.t_mom - 1) / t_next) * (X - self.X_prev)
+            self.t_mom = t_next
+        Z[obs.rows, obs.cols] = obs.vals  # fill: data where observed, estimate elsewhere
+        U, S, V = _top_svd(Z, self.k, self.cfg["seed"] + it)
+        S = (S - self.thresh).clamp_min(0.0)
+        self.X_prev, self.X = X, (U * S) @ V.T
+        change = float((self.X - X).norm() / X.norm().clamp_min(1e-300))
+        err = relative_val_error(self.X, obs.vrows, obs.vcols, obs.vvals)
+        # a plateau before the path's end is the path, not the fit
+        stop = self.stopper.record(it, err, self.X) and self.thresh <= self.floor
+        self.prep.report(self.callback, it, lambda: self.X)
+        if not stop and change < self.cfg["path_tol"] and self.thresh > self.floor:
+            # converged at this threshold: next one (warm start)
+            self.thresh, self.t_mom = max(self.thresh * self.cfg["shrink_decay"], self.floor), 1.0
+        return stop, {"val": f"{err:.2e}", "rank": int((S > 0).sum())}
 
 
 def soft_impute_result(
@@ -249,53 +278,21 @@ def soft_impute_result(
         raise ValueError("need 0 < shrink_decay <= 1 and 0 < shrink_min <= shrink_start")
     if not path_tol >= 0:
         raise ValueError(f"path_tol must be >= 0; got {path_tol}")
-    Y_np, mask_np, obs, dev, dt = _prepare(Y, mask, val_fraction, seed, device, dtype)
-    m, n = Y_np.shape
+    prep = prepare(Y, mask, val_fraction, seed, device, dtype)
+    obs = _Observed(prep)
+    m, n = prep.Y.shape
     k = min(m, n) if svd_rank is None else int(svd_rank)
     if not 1 <= k <= min(m, n):
         raise ValueError(f"svd_rank must be in [1, {min(m, n)}]; got {svd_rank}")
-    Z = obs.dense(dt)
+    Z = obs.dense(prep.dtype)
     sigma1 = float(torch.linalg.matrix_norm(Z, ord=2)) if min(m, n) <= 2000 else float(
         _top_svd(Z, 1, seed)[1][0])
-    thresh = shrink_start * sigma1
-    floor = shrink_min * sigma1
-    stopper, bar = _loop("SoftImpute", max_iter, patience, min_delta, tol, obs, progress)
-    X = torch.zeros_like(Z)
-    X_prev, t_mom = X, 1.0
-    best, history, it = X, [], 0
-    try:
-        for it in range(max_iter):
-            Z = X.clone()
-            if momentum:  # Nesterov extrapolation (FISTA), restarted at every new threshold
-                t_next = (1 + math.sqrt(1 + 4 * t_mom * t_mom)) / 2
-                Z += ((t_mom - 1) / t_next) * (X - X_prev)
-                t_mom = t_next
-            Z[obs.rows, obs.cols] = obs.vals  # fill: data where observed, estimate elsewhere
-            U, S, V = _top_svd(Z, k, seed + it)
-            S = (S - thresh).clamp_min(0.0)
-            X_prev, X = X, (U * S) @ V.T
-            change = float((X - X_prev).norm() / X_prev.norm().clamp_min(1e-300))
-            err = relative_val_error(X, obs.vrows, obs.vcols, obs.vvals)
-            history.append(err)
-            is_best, stop = stopper.update(it, err)
-            stop = stop and thresh <= floor  # a plateau before the path's end is the path, not the fit
-            if is_best:
-                best = X
-            if callback is not None:
-                callback(it, X)
-            bar.update(1)
-            bar.set_postfix(val=f"{err:.2e}", rank=int((S > 0).sum()))
-            if stop:
-                break
-            if change < path_tol and thresh > floor:  # converged at this threshold: next one (warm start)
-                thresh, t_mom = max(thresh * shrink_decay, floor), 1.0
-    except KeyboardInterrupt:
-        warn_interrupted("soft_impute", it)
-    finally:
-        bar.close()
-    out = to_numpy(best.to(torch.float64))
-    return CompletionResult(finish(out, Y_np, mask_np), it + 1, stopper.best_iter, stopper.best,
-                            history, {"threshold": thresh, "seconds": time.perf_counter() - t0})
+    stopper = obs.stopper(patience, min_delta, tol)
+    cfg = {"momentum": momentum, "seed": seed, "path_tol": path_tol, "shrink_decay": shrink_decay}
+    run = _SoftImpute(obs, k, shrink_start * sigma1, shrink_min * sigma1, cfg, stopper, prep, callback)
+    last = run_iterations("soft_impute", run.step, max_iter, progress, "SoftImpute")
+    info = {"threshold": run.thresh * prep.scale, "seconds": time.perf_counter() - t0}
+    return make_result(prep, stopper.best_iterate, last, stopper, info)
 
 
 def soft_impute(Y: Any, mask: Any | None = None, **kwargs: Any) -> np.ndarray:

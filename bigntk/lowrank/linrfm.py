@@ -21,32 +21,37 @@ dense product, so the hot path has no Python loop over rows.
 
 Unlike the published code, stopping never looks at the missing entries: a random fraction of the
 *observed* entries is held out, the best iterate by held-out error is kept, and the held-out entries
-are put back to their data values in the output.
+are put back to their data values in the output. The iterations run on ``Y / scale`` with ``scale``
+a power of 4 (exact), so the metric cannot overflow float32 however large the data are.
 """
 from __future__ import annotations
 
-import math
+import time
 import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from ..backend import ACCUM_DTYPE, free_memory_bytes, resolve_device, resolve_dtype, to_numpy
+from ..backend import ACCUM_DTYPE, free_memory_bytes, to_numpy
 from ._common import (
     CompletionResult,
     EarlyStopper,
+    NumericalError,
+    Prepared,
     ProgressCallback,
-    check_inputs,
-    finish,
+    check_finite,
+    make_result,
+    prepare,
     relative_val_error,
-    split_observed,
-    warn_interrupted,
+    run_iterations,
 )
 
-__all__ = ["lin_rfm", "lin_rfm_result", "LinRFM"]
+__all__ = ["lin_rfm", "lin_rfm_result"]
+
+#: how many times the per-row ridge may be raised tenfold when round-off breaks a block's definiteness
+MAX_JITTER_STEPS = 8
 
 
 @dataclass
@@ -121,7 +126,11 @@ def _metric_power(M: torch.Tensor, alpha: float) -> torch.Tensor:
 
 def _solve_rows(P: torch.Tensor, batches: list[_RowBatch], lam: float, nnz: int) -> torch.Tensor:
     """Coefficients a (nnz,) in CSR order: a_i = (P[O_i, O_i] + lam * s I)^-1 y_i, batched, where
-    s = mean diag of P (so ``lam`` is scale-free)."""
+    s = mean diag of P (so ``lam`` is scale-free). Raises :class:`NumericalError` when a block is
+    still not positive definite after ``MAX_JITTER_STEPS`` tenfold increases of its ridge."""
+    if not bool(torch.isfinite(P).all()):  # else Cholesky fails (NaN) or "succeeds" (inf) for ever
+        raise NumericalError("lin_rfm: the metric P has NaN/inf entries (overflow); retry with "
+                             "dtype='float64' or a larger reg / reg_min")
     scale = float(torch.diagonal(P).mean().clamp_min(1e-300))
     # ridge never below the round-off of P's dtype, else the blocks may lose definiteness
     lam = max(lam, 50.0 * torch.finfo(P.dtype).eps)
@@ -135,13 +144,154 @@ def _solve_rows(P: torch.Tensor, batches: list[_RowBatch], lam: float, nnz: int)
         K.diagonal(dim1=-2, dim2=-1).add_(diag)
         L, info = torch.linalg.cholesky_ex(K)
         jitter = lam * scale
-        while bool((info > 0).any()):  # round-off broke definiteness: more jitter (rare)
+        for _ in range(MAX_JITTER_STEPS):
+            if not bool((info > 0).any()):
+                break
+            # round-off broke definiteness: more jitter (rare)
             K.diagonal(dim1=-2, dim2=-1).add_(torch.where(b.valid, 9.0 * jitter, 0.0))
             jitter *= 10.0
             L, info = torch.linalg.cholesky_ex(K)
+        if bool((info > 0).any()):
+            raise NumericalError(
+                f"lin_rfm: the per-row ridge systems are not positive definite even with the ridge raised "
+                f"10^{MAX_JITTER_STEPS}-fold. Retry with dtype='float64' or a larger reg / reg_min; check "
+                "that Y holds no extreme outliers (rescale or clip them).")
         a = torch.cholesky_solve(b.y[:, :, None], L)[:, :, 0]
         values[b.pos.reshape(-1)] = a.reshape(-1)
     return values[:nnz]
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """The iteration's parameters (see :func:`lin_rfm`), validated."""
+
+    alpha: float
+    reg: float
+    reg_min: float
+    reg_decay: float
+    reg_up: float
+    reg_schedule: str
+    reg_err: float
+    momentum: float
+
+
+def _settings(alpha: float, reg: float | None, reg_min: float, reg_decay: float, reg_up: float,
+              reg_schedule: str, reg_err: float, momentum: float, max_iter: int) -> _Settings:
+    """Validate the parameters; ``reg=None`` becomes the alpha-dependent default."""
+    if not alpha > 0:
+        raise ValueError(f"alpha must be > 0; got {alpha}")
+    if reg is None:  # empirical: alpha < 1 needs a larger ridge early on, else the iteration drifts
+        reg = 1e-1 if alpha < 1 else 1e-2
+    if not reg > 0 or not reg_min > 0:
+        raise ValueError("reg and reg_min must be > 0")
+    if not 0 < reg_decay <= 1 or not reg_up >= 1:
+        raise ValueError(f"need 0 < reg_decay <= 1 and reg_up >= 1; got {reg_decay}, {reg_up}")
+    if not (isinstance(max_iter, (int, np.integer)) and max_iter >= 1):
+        raise ValueError(f"max_iter must be an integer >= 1; got {max_iter!r}")
+    if reg_schedule not in ("val", "decay"):
+        raise ValueError(f"reg_schedule must be 'val' or 'decay'; got {reg_schedule!r}")
+    if not 0 <= momentum < 1 or not reg_err > 0:
+        raise ValueError(f"need 0 <= momentum < 1 and reg_err > 0; got {momentum}, {reg_err}")
+    return _Settings(float(alpha), float(reg), reg_min, reg_decay, reg_up, reg_schedule, reg_err, momentum)
+
+
+@dataclass
+class _Problem:
+    """The training / held-out entries of one fit on the device, in the metric's orientation:
+    (m, n) with n <= m (``transposed`` says whether that is the caller's Y^T). ``batches``, ``crow``,
+    ``col_idx``, ``nnz``: the per-row systems and the CSR pattern (see :func:`_row_batches`);
+    ``tr_*`` / ``va_*`` (nnz,): rows, columns and values of the training / held-out entries."""
+
+    shape: tuple[int, int]
+    transposed: bool
+    batches: list[_RowBatch]
+    crow: torch.Tensor
+    col_idx: torch.Tensor
+    nnz: int
+    tr_rows: torch.Tensor
+    tr_cols: torch.Tensor
+    tr_vals: torch.Tensor
+    va_rows: torch.Tensor
+    va_cols: torch.Tensor
+    va_vals: torch.Tensor
+
+
+def _problem(prep: Prepared) -> _Problem:
+    """Lay out the working data: the metric lives on the smaller side (transpose when n > m)."""
+    dev, dt = prep.device, prep.dtype
+    transposed = prep.Yw.shape[1] > prep.Yw.shape[0]
+    Yw, train, val = (prep.Yw.T, prep.train.T, prep.val.T) if transposed else (prep.Yw, prep.train, prep.val)
+    # chunk budget for padded (b, k, k) float64 blocks: <= 1/8 of free memory, at most 2^26 elements
+    budget = int(min(2**26, free_memory_bytes(dev) // (8 * 8 * 4)))
+    batches, crow, col_idx, nnz = _row_batches(train, Yw, dev, max(budget, 1))
+    tr_rows, tr_cols = (torch.as_tensor(a, device=dev) for a in np.nonzero(train))
+    va_rows, va_cols = (torch.as_tensor(a, device=dev) for a in np.nonzero(val))
+    return _Problem(Yw.shape, transposed, batches, crow, col_idx, nnz, tr_rows, tr_cols,
+                    torch.as_tensor(Yw[train], dtype=dt, device=dev), va_rows, va_cols,
+                    torch.as_tensor(Yw[val], dtype=ACCUM_DTYPE, device=dev))
+
+
+def _predict(prob: _Problem, M: torch.Tensor, alpha: float, lam: float, it: int) -> tuple[torch.Tensor, float]:
+    """One lin-RFM prediction from the metric M (n, n): (Yhat (m, n) with the training entries set
+    to the data, relative held-out MSE of the prediction)."""
+    P = _metric_power(M, alpha)
+    if P is not M:
+        check_finite(P, "metric power P = M^(2 alpha)", "lin_rfm", it)
+    a = _solve_rows(P, prob.batches, lam, prob.nnz).to(M.dtype)
+    with warnings.catch_warnings():  # "sparse CSR is in beta" on every call
+        warnings.simplefilter("ignore", UserWarning)
+        A = torch.sparse_csr_tensor(prob.crow, prob.col_idx, a, size=prob.shape, dtype=M.dtype,
+                                    device=M.device, check_invariants=False)
+    Yhat = A @ P  # (m, n): yhat_i = a_i^T P[O_i, :]
+    check_finite(Yhat, "prediction", "lin_rfm", it)
+    err = relative_val_error(Yhat, prob.va_rows, prob.va_cols, prob.va_vals)
+    Yhat[prob.tr_rows, prob.tr_cols] = prob.tr_vals
+    return Yhat, err
+
+
+class _Iteration:
+    """The state of one lin-RFM fit (metric, ridge, previous iterate) and its step."""
+
+    def __init__(self, prob: _Problem, cfg: _Settings, stopper: EarlyStopper, prep: Prepared,
+                 callback: ProgressCallback | None):
+        self.prob, self.cfg, self.stopper, self.prep, self.callback = prob, cfg, stopper, prep, callback
+        self.M = torch.eye(prob.shape[1], dtype=prep.dtype, device=prep.device)
+        self.lam = cfg.reg
+        self.prev: torch.Tensor | None = None  # previous iterate, for the extrapolation
+
+    def step(self, it: int) -> tuple[bool, dict[str, str]]:
+        """Predict, record (best iterate, stopping), then build the next metric and ridge."""
+        prob, lam = self.prob, self.lam
+        Yhat, err = _predict(prob, self.M, self.cfg.alpha, lam, it)
+        stop = self.stopper.record(it, err, Yhat)  # Yhat is never modified in place: no copy
+        self.prep.report(self.callback, it, lambda: Yhat.T if prob.transposed else Yhat)
+        if not stop:
+            history = self.stopper.history
+            rose = len(history) > 1 and history[-1] > history[-2]
+            self.M = self._next_metric(Yhat, rose)
+            check_finite(self.M, "metric M", "lin_rfm", it)
+            self.lam = self._next_ridge(err, rose)
+        return stop, {"val": f"{err:.2e}", "reg": f"{lam:.1e}"}
+
+    def _next_metric(self, Yhat: torch.Tensor, rose: bool) -> torch.Tensor:
+        """M = Ye^T Ye / m of the heavy-ball extrapolation Ye of the completion (missing entries only;
+        the observed ones stay data), restarted whenever the held-out error rises; one (m, n) axpy."""
+        Ye = Yhat
+        if self.cfg.momentum > 0 and self.prev is not None and not rose:
+            Ye = Yhat + self.cfg.momentum * (Yhat - self.prev)
+            Ye[self.prob.tr_rows, self.prob.tr_cols] = self.prob.tr_vals
+        self.prev = Yhat
+        return (Ye.T @ Ye) / self.prob.shape[0]
+
+    def _next_ridge(self, err: float, rose: bool) -> float:
+        cfg = self.cfg
+        if cfg.reg_schedule == "val" and self.prob.va_vals.numel() > 0:
+            # ridge tracks the held-out relative error: large while far off (keeps alpha < 1 from
+            # drifting), vanishing as the fit converges (no ridge bias at the end)
+            return min(cfg.reg, max(cfg.reg_min, cfg.reg_err * err))
+        if rose:  # "decay": shrink while the held-out error falls, back off when it rises
+            return min(self.lam * cfg.reg_up, cfg.reg)
+        return max(self.lam * cfg.reg_decay, cfg.reg_min)
 
 
 def lin_rfm_result(
@@ -156,11 +306,11 @@ def lin_rfm_result(
     reg_schedule: str = "val",
     reg_err: float = 1.0,
     momentum: float = 0.9,
-    max_iter: int = 5000,
+    max_iter: int = 2000,
     val_fraction: float = 0.1,
-    patience: int = 300,
-    min_delta: float = 1e-3,
-    tol: float = 1e-12,
+    patience: int = 100,
+    min_delta: float = 1e-2,
+    tol: float = 1e-4,
     seed: int = 0,
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
@@ -169,105 +319,22 @@ def lin_rfm_result(
 ) -> CompletionResult:
     """lin-RFM completion; returns a :class:`CompletionResult` (see :func:`lin_rfm` for arguments).
 
-    ``info`` holds ``metric`` (the final column metric M, on the side it was learned: (n, n), or
-    (m, m) when transposed), ``transposed``, ``reg`` (the last relative ridge) and ``seconds``.
+    ``info`` holds ``metric`` (the final column metric M of the working data ``Y / scale``, on the
+    side it was learned: (n, n), or (m, m) when transposed; ``metric * scale**2`` is the metric in
+    data units where that is finite), ``transposed``, ``reg`` (the last relative ridge), ``scale``
+    (the working scale, a power of 4) and ``seconds``.
     """
-    import time
-
     t0 = time.perf_counter()
-    if alpha <= 0:
-        raise ValueError(f"alpha must be > 0; got {alpha}")
-    if reg is None:  # empirical: alpha < 1 needs a larger ridge early on, else the iteration drifts
-        reg = 1e-1 if alpha < 1 else 1e-2
-    if not reg > 0 or not reg_min > 0:
-        raise ValueError("reg and reg_min must be > 0")
-    if not 0 < reg_decay <= 1 or reg_up < 1:
-        raise ValueError(f"need 0 < reg_decay <= 1 and reg_up >= 1; got {reg_decay}, {reg_up}")
-    if max_iter < 1:
-        raise ValueError(f"max_iter must be >= 1; got {max_iter}")
-    if reg_schedule not in ("val", "decay"):
-        raise ValueError(f"reg_schedule must be 'val' or 'decay'; got {reg_schedule!r}")
-    if not 0 <= momentum < 1 or not reg_err > 0:
-        raise ValueError(f"need 0 <= momentum < 1 and reg_err > 0; got {momentum}, {reg_err}")
-    Y_np, mask_np = check_inputs(Y, mask)
-    dev, dt = resolve_device(device), resolve_dtype(dtype)
-    train, val = split_observed(mask_np, val_fraction, seed)
-
-    transposed = Y_np.shape[1] > Y_np.shape[0]  # metric on the smaller side
-    Yw, train_w, val_w = (Y_np.T, train.T, val.T) if transposed else (Y_np, train, val)
-    m, n = Yw.shape
-
-    # chunk budget for padded (b, k, k) float64 blocks: <= 1/8 of free memory, at most 2^26 elements
-    budget = int(min(2**26, free_memory_bytes(dev) // (8 * 8 * 4)))
-    batches, crow, col_idx, nnz = _row_batches(train_w, Yw, dev, max(budget, 1))
-    tr_rows, tr_cols = (torch.as_tensor(a, device=dev) for a in np.nonzero(train_w))
-    tr_vals = torch.as_tensor(Yw[train_w], dtype=dt, device=dev)
-    va_rows, va_cols = (torch.as_tensor(a, device=dev) for a in np.nonzero(val_w))
-    va_vals = torch.as_tensor(Yw[val_w], dtype=ACCUM_DTYPE, device=dev)
-
-    M = torch.eye(n, dtype=dt, device=dev)
-    stopper = EarlyStopper(patience, min_delta=min_delta, tol=tol, has_val=va_vals.numel() > 0)
-    best = None
-    history: list[float] = []
-    lam = reg
-    prev = None  # previous iterate, for the extrapolation
-    it = 0
-    bar = tqdm(total=max_iter, desc=f"lin-RFM a={alpha:g}", disable=not progress, leave=False)
-    try:
-        for it in range(max_iter):
-            P = _metric_power(M, alpha)
-            a = _solve_rows(P, batches, lam, nnz).to(dt)
-            with warnings.catch_warnings():  # "sparse CSR is in beta" on every call
-                warnings.simplefilter("ignore", UserWarning)
-                A = torch.sparse_csr_tensor(crow, col_idx, a, size=(m, n), dtype=dt, device=dev,
-                                            check_invariants=False)
-            Yhat = A @ P  # (m, n): yhat_i = a_i^T P[O_i, :]
-            err = relative_val_error(Yhat, va_rows, va_cols, va_vals)
-            Yhat[tr_rows, tr_cols] = tr_vals
-            history.append(err)
-            is_best, stop = stopper.update(it, err)
-            if is_best:
-                best = Yhat  # never modified in place after this point: no copy needed
-            if callback is not None:
-                callback(it, Yhat.T if transposed else Yhat)
-            bar.update(1)
-            bar.set_postfix(val=f"{err:.2e}", reg=f"{lam:.1e}")
-            if stop:
-                break
-            rose = len(history) > 1 and history[-1] > history[-2]
-            # heavy-ball extrapolation of the completion (missing entries only; the observed ones stay
-            # data), restarted whenever the held-out error rises; costs one (m, n) axpy
-            Ye = Yhat
-            if momentum > 0 and prev is not None and not rose:
-                Ye = Yhat + momentum * (Yhat - prev)
-                Ye[tr_rows, tr_cols] = tr_vals
-            prev = Yhat
-            M = (Ye.T @ Ye) / m
-            if reg_schedule == "val" and va_vals.numel() > 0:
-                # ridge tracks the held-out relative error: large while far off (keeps alpha < 1 from
-                # drifting), vanishing as the fit converges (no ridge bias at the end)
-                lam = min(reg, max(reg_min, reg_err * err))
-            elif rose:  # "decay": shrink while the held-out error falls, back off when it rises
-                lam = min(lam * reg_up, reg)
-            else:
-                lam = max(lam * reg_decay, reg_min)
-    except KeyboardInterrupt:
-        warn_interrupted("lin_rfm", it)
-        if best is None:
-            raise
-    finally:
-        bar.close()
-    out = to_numpy(best.to(torch.float64))
-    out = out.T if transposed else out
-    return CompletionResult(
-        completed=finish(out, Y_np, mask_np),
-        n_iter=it + 1,
-        best_iter=stopper.best_iter,
-        val_error=stopper.best,
-        history=history,
-        info={"metric": to_numpy(M), "transposed": transposed, "reg": lam,
-              "seconds": time.perf_counter() - t0},
-    )
+    cfg = _settings(alpha, reg, reg_min, reg_decay, reg_up, reg_schedule, reg_err, momentum, max_iter)
+    prep = prepare(Y, mask, val_fraction, seed, device, dtype)
+    prob = _problem(prep)
+    stopper = EarlyStopper(patience, min_delta=min_delta, tol=tol, has_val=prob.va_vals.numel() > 0)
+    run = _Iteration(prob, cfg, stopper, prep, callback)
+    last = run_iterations("lin_rfm", run.step, max_iter, progress, f"lin-RFM a={cfg.alpha:g}", stopper)
+    best = stopper.best_iterate
+    info = {"metric": to_numpy(run.M), "transposed": prob.transposed, "reg": run.lam,
+            "seconds": time.perf_counter() - t0}
+    return make_result(prep, best.T if prob.transposed else best, last, stopper, info)
 
 
 def lin_rfm(Y: Any, mask: Any | None = None, **kwargs: Any) -> np.ndarray:
@@ -288,10 +355,15 @@ def lin_rfm(Y: Any, mask: Any | None = None, **kwargs: Any) -> np.ndarray:
     momentum : heavy-ball extrapolation Yhat + momentum * (Yhat - Yhat_prev) of the completion
         before the metric update (observed entries kept at their data), restarted whenever the
         held-out error rises. 0 disables; 0.9 cuts alpha = 1/2 iterations about 10x.
-    max_iter, patience, min_delta, tol : stop after ``max_iter`` iterations, after ``patience``
-        iterations without a relative held-out improvement of ``min_delta``, or once the relative
-        held-out MSE is <= ``tol``. lin-RFM with alpha = 1/2 improves slowly for hundreds of
-        iterations before it converges: keep ``patience`` large.
+    max_iter, patience, min_delta, tol : stop once the relative held-out MSE is <= ``tol``
+        (default 1e-4: on the 500 x 500 rank-5 reference problem that is test MSE 1.7e-4 after
+        146 iterations, 3.6 s on one CPU thread), after ``patience`` (100) iterations without a
+        relative held-out improvement of ``min_delta`` (1e-2) over the error at the last such
+        improvement (a fit that cannot recover the matrix stops on its plateau), or after
+        ``max_iter`` (2000) iterations. To ask for more accuracy lower ``tol`` (``tol=0`` runs until
+        the plateau rule or ``max_iter``), and for slow fits raise ``patience`` / lower
+        ``min_delta``: e.g. ``tol=1e-12, patience=300, min_delta=1e-3, max_iter=5000`` reaches test
+        MSE 4e-10 on the reference problem in 5000 iterations (101 s).
     val_fraction : fraction of observed entries held out for stopping (0 disables; then the last
         iterate is returned).
     seed : seed of the held-out split.
@@ -302,43 +374,11 @@ def lin_rfm(Y: Any, mask: Any | None = None, **kwargs: Any) -> np.ndarray:
     Returns
     -------
     (m, n) float64 array: the best iterate, with every observed entry equal to its data value.
+
+    The iterations see ``Y / scale`` with ``scale`` the power of 4 nearest to max |Y| (an exact
+    rescaling), so data of any finite magnitude work in float32. A fit whose iterate or metric
+    becomes non-finite, or whose per-row systems cannot be factorised even after raising their
+    ridge 10^8-fold, raises :class:`~bigntk.lowrank.NumericalError` (a ``ValueError``) with what
+    to try; a non-finite completion is never returned.
     """
     return lin_rfm_result(Y, mask, **kwargs).completed
-
-
-class LinRFM:
-    """Estimator wrapper (scikit-learn style) around :func:`lin_rfm_result`.
-
-    ``LinRFM(alpha=0.5).fit(Y, mask).completed_`` is the (m, n) completion; also ``metric_``,
-    ``n_iter_``, ``best_iter_``, ``val_error_``, ``history_``. ``fit_transform`` returns the completion.
-    """
-
-    def __init__(self, alpha: float = 0.5, reg: float | None = None, *, reg_min: float = 1e-6,
-                 reg_decay: float = 0.97, reg_up: float = 2.0, reg_schedule: str = "val", reg_err: float = 1.0,
-                 momentum: float = 0.9, max_iter: int = 5000, val_fraction: float = 0.1,
-                 patience: int = 300, min_delta: float = 1e-3, tol: float = 1e-12, seed: int = 0,
-                 device: str | torch.device | None = None, dtype: str | torch.dtype | None = None,
-                 progress: bool = False):
-        self.alpha, self.reg, self.reg_min, self.reg_decay = alpha, reg, reg_min, reg_decay
-        self.reg_up, self.reg_schedule, self.reg_err, self.momentum = reg_up, reg_schedule, reg_err, momentum
-        self.max_iter, self.val_fraction, self.patience = max_iter, val_fraction, patience
-        self.min_delta, self.tol, self.seed = min_delta, tol, seed
-        self.device, self.dtype, self.progress = device, dtype, progress
-
-    def get_params(self) -> dict[str, Any]:
-        return {k: v for k, v in vars(self).items() if not k.endswith("_")}
-
-    def fit(self, Y: Any, mask: Any | None = None, callback: ProgressCallback | None = None) -> "LinRFM":
-        res = lin_rfm_result(Y, mask, callback=callback, **self.get_params())
-        self.completed_ = res.completed
-        self.metric_ = res.info["metric"]
-        self.transposed_ = res.info["transposed"]
-        self.n_iter_, self.best_iter_ = res.n_iter, res.best_iter
-        self.val_error_, self.history_ = res.val_error, res.history
-        return self
-
-    def fit_transform(self, Y: Any, mask: Any | None = None) -> np.ndarray:
-        return self.fit(Y, mask).completed_
-
-    def __repr__(self) -> str:
-        return f"LinRFM(alpha={self.alpha}, reg={self.reg}, max_iter={self.max_iter})"
