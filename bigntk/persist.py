@@ -31,7 +31,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 __all__ = ["StoreError", "StoreBusyError", "MissingChunkError", "store_kind", "exclusive", "replace_atomically",
-           "create_array", "require_chunks", "checksum", "sidecar"]
+           "atomic_output", "create_array", "require_chunks", "checksum", "sidecar", "swap_into_place", "remove"]
 
 
 class StoreError(ValueError):
@@ -117,17 +117,46 @@ def replace_atomically(path: str | os.PathLike, kind: str, *, overwrite: bool = 
             yield tmp
             swap_into_place(tmp, p)
         finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            remove(tmp)
+
+
+def remove(path: Path) -> None:
+    """Remove a file, a link or a directory tree, if there is one."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
 
 
 def swap_into_place(new: Path, path: Path) -> None:
-    """Rename ``new`` to ``path``, the previous ``path`` moved aside first and removed after."""
+    """Rename ``new`` (a file or a directory) to ``path``; the previous ``path`` is moved aside first
+    (a directory cannot be replaced by one rename), removed after, and put back if the rename fails."""
     old = sidecar(path, ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if path.exists():
+    remove(old)
+    had_old = path.exists() or path.is_symlink()
+    if had_old:
         os.replace(path, old)
-    os.replace(new, path)
-    shutil.rmtree(old, ignore_errors=True)
+    try:
+        os.replace(new, path)
+    except BaseException:
+        if had_old:
+            os.replace(old, path)
+        raise
+    remove(old)
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` (file or directory); on success it replaces ``path``,
+    on failure it is removed and ``path`` is as it was: a failed write never leaves a partial output."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = sidecar(p, f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        yield tmp
+        swap_into_place(tmp, p)
+    finally:
+        remove(tmp)
 
 
 def restore_interrupted_swap(path: str | os.PathLike) -> None:

@@ -33,7 +33,9 @@ def run(args: argparse.Namespace) -> int:
         Yhat = complete(Y, mask, Z, depth=args.depth, activation=args.activation,
                         negative_slope=args.negative_slope, ridge=args.ridge, nugget=args.nugget, solver=args.solver,
                         progress=not args.quiet, client=client, **compute_kwargs(args))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    np.save(args.out, Yhat)
+    from ..persist import atomic_output
+
+    with atomic_output(args.out) as tmp, open(tmp, "wb") as f:  # a failed write leaves no partial file
+        np.save(f, Yhat)
     print(f"completed {Y.shape[0]}×{Y.shape[1]} ({int(mask.sum())} observed, {int((~mask).sum())} imputed) -> {args.out}")
     return 0

@@ -11,17 +11,14 @@ so a failed write leaves the previous output (or none), never a partial one.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
-import shutil
 import warnings
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
-from ._common import add_device_args
+from ._common import add_compute_args, compute_kwargs
 
 DIMS = ("row", "column")
 
@@ -59,47 +56,18 @@ def group_mask(path: Path) -> np.ndarray | None:
     return np.asarray(node["observed"][...]) if isinstance(node, zarr.Group) else None
 
 
-@contextlib.contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success rename it into place (replacing a file
-    or a directory), on failure remove it, leaving ``path`` as it was."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    old = path.with_name(f".{path.name}.old-{os.getpid()}")
-    _remove(tmp)
-    try:
-        yield tmp
-        if path.exists() or path.is_symlink():
-            os.replace(path, old)  # a directory cannot be replaced in one rename: move it aside
-        try:
-            os.replace(tmp, path)
-        except BaseException:
-            if old.exists() or old.is_symlink():
-                os.replace(old, path)  # put the previous output back
-            raise
-    finally:
-        _remove(tmp)
-        _remove(old)
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    elif path.exists() or path.is_symlink():
-        path.unlink()
-
-
 def write_zarr_group(path: Path, completed: np.ndarray, observed: np.ndarray, attrs: dict[str, Any]) -> None:
     """The completion as a zarr v3 group: ``completed`` (m, n) float64 and ``observed`` (m, n)
     bool with zarr v3 ``dimension_names`` ("row", "column"), ``attrs`` on the group, metadata
     consolidated (what ``xarray.open_zarr`` looks for first)."""
     import zarr
 
+    from .. import persist
+
     chunks = tuple(min(s, 1024) for s in completed.shape)
     group = zarr.open_group(str(path), mode="w", zarr_format=3)
     for name, data in (("completed", completed.astype(np.float64)), ("observed", observed.astype(bool))):
-        arr = group.create_array(name, shape=data.shape, dtype=data.dtype, chunks=chunks, dimension_names=DIMS)
-        arr[...] = data
+        persist.create_array(group, name, data, dims=DIMS, chunks=chunks)
     group.attrs.update(attrs)
     with warnings.catch_warnings():  # "consolidated metadata is not part of the v3 spec (yet)"
         warnings.simplefilter("ignore")
@@ -108,7 +76,9 @@ def write_zarr_group(path: Path, completed: np.ndarray, observed: np.ndarray, at
 
 def save_output(path: Path, completed: np.ndarray, observed: np.ndarray, attrs: dict[str, Any]) -> None:
     """Write the completion atomically: a zarr group when ``path`` ends in ``.zarr``, else .npy."""
-    with atomic_path(path) as tmp:
+    from ..persist import atomic_output
+
+    with atomic_output(path) as tmp:
         if path.suffix == ".zarr":
             write_zarr_group(tmp, completed, observed, attrs)
         else:
@@ -144,15 +114,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--val-fraction", type=float, default=0.1, help="held-out fraction of observed entries")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    add_device_args(p)
+    add_compute_args(p)
     p.set_defaults(func=run)
 
 
 def _method_kwargs(args: argparse.Namespace) -> dict:
-    kw: dict = {"val_fraction": args.val_fraction, "seed": args.seed, "device": args.device,
-                "dtype": args.dtype, "progress": not args.quiet}
+    compute = compute_kwargs(args)
+    kw: dict = {"val_fraction": args.val_fraction, "seed": args.seed, "device": compute["device"],
+                "dtype": compute["dtype"], "progress": not args.quiet}
     if args.method == "linrfm":
         kw["alpha"] = args.alpha
+        kw["memory_budget"] = compute["memory_budget"]
         for name in ("reg", "momentum", "reg_schedule"):
             if getattr(args, name) is not None:
                 kw[name] = getattr(args, name)

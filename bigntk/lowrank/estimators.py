@@ -124,7 +124,7 @@ class LinRFM(LowRankCompleter):
                  reg_err: float = 1.0, momentum: float = 0.9, max_iter: int = 2000,
                  val_fraction: float = 0.1, patience: int = 100, min_delta: float = 1e-2,
                  tol: float = 1e-4, seed: int = 0, device: Device = None, dtype: DType = None,
-                 progress: bool = False):
+                 memory_budget: int | str | None = None, progress: bool = False):
         _store_params(self, locals())
 
     def _fitted_extras(self, info: dict[str, Any]) -> None:

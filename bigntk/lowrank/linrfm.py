@@ -34,7 +34,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..backend import ACCUM_DTYPE, free_memory_bytes, to_numpy
+from .. import backend
+from ..backend import ACCUM_DTYPE, to_numpy
 from ._common import (
     CompletionResult,
     EarlyStopper,
@@ -216,14 +217,13 @@ class _Problem:
     va_vals: torch.Tensor
 
 
-def _problem(prep: Prepared) -> _Problem:
-    """Lay out the working data: the metric lives on the smaller side (transpose when n > m)."""
+def _problem(prep: Prepared, budget_bytes: int) -> _Problem:
+    """Lay out the working data: the metric lives on the smaller side (transpose when n > m); the padded
+    per-row systems are batched within ``budget_bytes`` (float64 blocks and ~3 working copies)."""
     dev, dt = prep.device, prep.dtype
     transposed = prep.Yw.shape[1] > prep.Yw.shape[0]
     Yw, train, val = (prep.Yw.T, prep.train.T, prep.val.T) if transposed else (prep.Yw, prep.train, prep.val)
-    # chunk budget for padded (b, k, k) float64 blocks: <= 1/8 of free memory, at most 2^26 elements
-    budget = int(min(2**26, free_memory_bytes(dev) // (8 * 8 * 4)))
-    batches, crow, col_idx, nnz = _row_batches(train, Yw, dev, max(budget, 1))
+    batches, crow, col_idx, nnz = _row_batches(train, Yw, dev, max(budget_bytes // (8 * 4), 1))
     tr_rows, tr_cols = (torch.as_tensor(a, device=dev) for a in np.nonzero(train))
     va_rows, va_cols = (torch.as_tensor(a, device=dev) for a in np.nonzero(val))
     return _Problem(Yw.shape, transposed, batches, crow, col_idx, nnz, tr_rows, tr_cols,
@@ -314,6 +314,7 @@ def lin_rfm_result(
     seed: int = 0,
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
+    memory_budget: int | str | None = None,
     progress: bool = False,
     callback: ProgressCallback | None = None,
 ) -> CompletionResult:
@@ -327,7 +328,7 @@ def lin_rfm_result(
     t0 = time.perf_counter()
     cfg = _settings(alpha, reg, reg_min, reg_decay, reg_up, reg_schedule, reg_err, momentum, max_iter)
     prep = prepare(Y, mask, val_fraction, seed, device, dtype)
-    prob = _problem(prep)
+    prob = _problem(prep, backend.memory_budget(prep.device, memory_budget))
     stopper = EarlyStopper(patience, min_delta=min_delta, tol=tol, has_val=prob.va_vals.numel() > 0)
     run = _Iteration(prob, cfg, stopper, prep, callback)
     last = run_iterations("lin_rfm", run.step, max_iter, progress, f"lin-RFM a={cfg.alpha:g}", stopper)
@@ -367,7 +368,8 @@ def lin_rfm(Y: Any, mask: Any | None = None, **kwargs: Any) -> np.ndarray:
     val_fraction : fraction of observed entries held out for stopping (0 disables; then the last
         iterate is returned).
     seed : seed of the held-out split.
-    device, dtype : see :mod:`bigntk.backend` (float32 default; per-row solves run in float64).
+    device, dtype, memory_budget : see :mod:`bigntk.backend` (float32 default; per-row solves run in
+        float64, batched within the memory budget).
     progress : show a tqdm bar with the held-out error.
     callback : ``callback(iteration, Yhat)`` after each iteration (monitoring only).
 
