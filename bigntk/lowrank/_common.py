@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .._validation import check_matrix_and_mask
 from ..backend import resolve_device, resolve_dtype, to_numpy
 
 __all__ = ["check_inputs", "split_observed", "EarlyStopper", "CompletionResult", "ProgressCallback",
@@ -37,27 +38,8 @@ def check_inputs(Y: Any, mask: Any | None) -> tuple[np.ndarray, np.ndarray]:
     Raises ``ValueError`` for non-2-D or complex input, shape mismatch, a non-boolean mask, NaN/inf
     on observed entries (values beyond the float64 range count as inf), or no observed entry.
     """
-    Y = np.asarray(to_numpy(Y))
-    if Y.ndim != 2:
-        raise ValueError(f"Y must be a 2-D matrix (m, n); got shape {Y.shape}")
-    if not np.issubdtype(Y.dtype, np.number) or np.issubdtype(Y.dtype, np.complexfloating):
-        raise ValueError(f"Y must be real and numeric; got dtype {Y.dtype}")
-    with np.errstate(over="ignore"):  # longdouble beyond float64 -> inf, reported below
-        Y = Y.astype(np.float64, copy=True)
-    if mask is None:
-        mask = ~np.isnan(Y)
-    else:
-        mask = np.asarray(to_numpy(mask))
-        if mask.shape != Y.shape:
-            raise ValueError(f"mask shape {mask.shape} does not match Y shape {Y.shape}")
-        if mask.dtype != bool:
-            if not np.isin(mask, (0, 1)).all():
-                raise ValueError("mask must be boolean (True = observed) or contain only 0/1")
-            mask = mask.astype(bool)
-    if not mask.any():
-        raise ValueError("mask has no observed entry; nothing to complete")
-    if not np.isfinite(Y[mask]).all():
-        raise ValueError("Y has NaN or inf on observed entries; NaN is allowed only where mask is False")
+    Y, mask = check_matrix_and_mask(Y, mask, zero_one_mask=True, require_observed=True)
+    Y = Y.astype(np.float64, copy=True)
     Y[~mask] = 0.0
     return Y, mask
 
