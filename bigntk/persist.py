@@ -111,6 +111,7 @@ def replace_atomically(path: str | os.PathLike, kind: str, *, overwrite: bool = 
     p = Path(path)
     with exclusive(p):
         restore_interrupted_swap(p)
+        clean_stale(p)
         check_replaceable(p, kind, overwrite)
         tmp = sidecar(p, f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         try:
@@ -126,6 +127,28 @@ def remove(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
     elif path.exists() or path.is_symlink():
         path.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale(path: str | os.PathLike) -> None:
+    """Remove temporary siblings of ``path`` left by writers that were killed (their process is gone)."""
+    p = Path(path)
+    for tmp in p.parent.glob(f".{p.name}.tmp-*"):
+        try:
+            pid = int(tmp.name.rsplit(".tmp-", 1)[1].split("-")[0])
+        except (IndexError, ValueError):
+            continue
+        if pid != os.getpid() and not _alive(pid):
+            remove(tmp)
 
 
 def swap_into_place(new: Path, path: Path) -> None:
@@ -151,6 +174,7 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     on failure it is removed and ``path`` is as it was: a failed write never leaves a partial output."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale(p)
     tmp = sidecar(p, f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
         yield tmp

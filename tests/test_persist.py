@@ -81,3 +81,35 @@ def test_damaged_checkpoint_is_refused_not_read_as_zeros(tmp_path):
     g["alpha"][0, 0] = 5.0  # altered data, chunk present
     with pytest.raises(persist.StoreError, match="checksum"):
         load_checkpoint(ck, "h")
+
+
+_KILLED_WRITER = """
+import sys, time, numpy as np, zarr
+from bigntk import persist
+target, kind = sys.argv[1], "demo"
+with persist.replace_atomically(target, kind, overwrite=True) as tmp:
+    g = zarr.open_group(str(tmp), mode="w", zarr_format=3)
+    g.attrs.update({"format": kind, "format_version": 1, "complete": True, "generation": 2})
+    persist.create_array(g, "x", np.full((4, 3), 2.0), dims=("row", "col"))
+    print("written", flush=True)
+    time.sleep(60)  # killed here, before the swap
+"""
+
+
+def test_sigkill_during_overwrite_keeps_the_old_store(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    target = tmp_path / "s.zarr"
+    _store(target)
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_WRITER, str(target)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "written"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    g = zarr.open_group(str(target), mode="r")
+    assert "generation" not in g.attrs and np.array_equal(g["x"][...], np.arange(12.0).reshape(4, 3))
+    assert list(tmp_path.glob(".s.zarr.tmp-*"))  # the killed writer's partial copy
+    with persist.replace_atomically(target, "demo", overwrite=True) as tmp:  # the lock died with the writer
+        _store(tmp)
+    assert persist.store_kind(target) == "demo" and not list(tmp_path.glob(".s.zarr.tmp-*"))
