@@ -22,13 +22,13 @@ from typing import Any, Dict, Iterator, List, Optional
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator
-from tqdm.auto import tqdm
 
 from . import backend
 from ._validation import check_matrix_and_mask, check_nonneg, check_representable
 from .kernels.ntk import check_activation
 from .operators import KernelOperator, ntk_operator
 from .priors import Prior, as_prior
+from .progress import bar as progress_bar
 from .solvers import check_options, choose_solver, solve, solve_direct
 from .solvers.policy import SOLVERS, check_direct_fits  # noqa: F401 (SOLVERS re-exported)
 
@@ -130,7 +130,8 @@ class NTKCompleter(BaseEstimator):
         self.n_patterns_ = len(groups)
         self.fits_: List[_PatternFit] = []
         self.solvers_: List[str] = []
-        bar = tqdm(total=len(groups), desc="ntk fit (observed sets)", disable=not self.progress or len(groups) < 2)
+        bar = progress_bar(len(groups), desc="ntk fit (observed sets)", unit="set",
+                           progress=self.progress and len(groups) > 1)
         for batch in self._batches(groups):
             self.fits_ += self._fit_batch(batch)
             bar.update(len(batch))

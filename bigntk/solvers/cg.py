@@ -36,6 +36,7 @@ import torch
 
 from .. import backend
 from ..operators.base import KernelOperator
+from ..progress import bar
 from ..preconditioners import PRECONDITIONERS, make_preconditioner
 from .policy import SolveResult, warn_not_converged
 
@@ -221,8 +222,4 @@ class ConjugateGradient:
 
 
 def _bar(progress: bool, total: int):
-    if not progress:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="cg", unit="it", leave=False)
+    return None if progress is False else bar(total, desc="cg", unit="it", leave=False, progress=progress)

@@ -59,6 +59,7 @@ import torch
 
 from .. import backend
 from ..operators.base import KernelOperator
+from ..progress import bar
 from .checkpoint import config_hash, load_checkpoint, save_checkpoint
 from .policy import SolveResult, warn_not_converged
 
@@ -463,8 +464,5 @@ class _Loop:
 
 
 def _bar(progress: bool, total: int, initial: int):
-    if not progress:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, desc="eigenpro", unit="step", leave=False)
+    return None if progress is False else bar(total, initial=initial, desc="eigenpro", unit="step", leave=False,
+                                              progress=progress)
