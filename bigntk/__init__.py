@@ -6,7 +6,7 @@ __version__ = "0.1.0"
 
 from . import priors
 from .completion import NTKCompleter, complete
-from .inpaint import inpaint
+from .apps.inpaint import inpaint
 from .kernels import nngp, ntk
 
 __all__ = ["__version__", "complete", "NTKCompleter", "inpaint", "ntk", "nngp", "priors"]

@@ -71,7 +71,7 @@ def holes_mask(shape, target_missing: float, seed: int = 0, sides: tuple[int, in
 def run_case(case: str, args) -> dict:
     from bigntk.apps.inpaint import masks
     from bigntk.apps.inpaint.metrics import peak_rss_gb
-    from bigntk.inpaint import inpaint
+    from bigntk.apps.inpaint import inpaint_with_report
 
     if case == "target":
         shape, levels = (448, 704), 6
@@ -88,12 +88,12 @@ def run_case(case: str, args) -> dict:
     res = {"case": case, "shape": list(truth.shape), "missing_fraction": float((~obs).mean()),
            "n_observed": int(obs.sum()), "load_avg_1m_before": os.getloadavg()[0]}
     if case != "hires":
-        _, rb = inpaint(truth, obs, method="biharmonic", truth=truth, return_report=True)
+        _, rb = inpaint_with_report(truth, obs, method="biharmonic", truth=truth)
         res["biharmonic"] = {k: rb[k] for k in ("psnr", "ssim", "psnr_missing", "time_s")}
     epochs = args.hires_iters if case == "hires" else args.epochs
     t0 = time.perf_counter()
-    _, rc = inpaint(truth, obs, method="cntk", levels=levels, solver="cg", epochs=epochs, truth=truth,
-                    return_report=True, progress=False, cache_dir=args.cache_dir)
+    _, rc = inpaint_with_report(truth, obs, method="cntk", levels=levels, solver="cg", epochs=epochs, truth=truth,
+                                progress=False, cache_dir=args.cache_dir)
     res["cntk"] = {k: rc[k] for k in ("psnr", "ssim", "psnr_missing", "time_s")}
     res["cntk"].update(levels=levels, cg_iterations=rc["info"].get("iterations"), cg_max_iter=epochs,
                        wall_s=time.perf_counter() - t0,

@@ -8,7 +8,8 @@ import pytest
 
 from bigntk.apps.inpaint import io, masks
 from bigntk.apps.inpaint.report import REPORT_KEYS
-from bigntk.inpaint import inpaint
+from bigntk import inpaint
+from bigntk.apps.inpaint import inpaint_with_report
 
 
 def smooth_rgb(H: int = 32, W: int = 32) -> np.ndarray:
@@ -28,7 +29,7 @@ def mean_fill(img: np.ndarray, obs: np.ndarray) -> np.ndarray:
 def test_biharmonic_keeps_observed_and_beats_mean_fill():
     img = smooth_rgb()
     obs = masks.random_missing(img.shape, 0.5, seed=1) & masks.center_hole(img.shape, 6)
-    out, rep = inpaint(img, obs, method="biharmonic", truth=img, return_report=True)
+    out, rep = inpaint_with_report(img, obs, method="biharmonic", truth=img)
     assert out.shape == img.shape and out.dtype == np.float32
     assert np.array_equal(out[obs], img[obs])
     assert set(REPORT_KEYS) <= set(rep) and rep["method"] == "biharmonic"
@@ -59,8 +60,8 @@ def one_thread():
 def test_dip_trains_and_keeps_observed(one_thread):
     img = smooth_rgb(8, 8)
     obs = masks.center_hole(img.shape, 2)
-    out, rep = inpaint(img, obs, method="dip", levels=2, width=8, iterations=25, lr=0.02,
-                       progress=False, return_report=True)
+    out, rep = inpaint_with_report(img, obs, method="dip", levels=2, width=8, iterations=25, lr=0.02,
+                       progress=False)
     assert np.array_equal(out[obs], img[obs]) and 0 <= out.min() and out.max() <= 1
     assert rep["info"]["final_loss"] < rep["info"]["first_loss"]
 
@@ -70,15 +71,15 @@ def test_cntk_direct_keeps_observed_and_beats_mean_fill(tmp_path):
     img = smooth_rgb(32, 32)
     obs = masks.random_missing(img.shape, 0.5, seed=2)
     obs &= masks.center_hole(img.shape, 5)
-    out, rep = inpaint(img, obs, method="cntk", levels=3, solver="direct", cache_dir=tmp_path,
-                       truth=img, progress=False, return_report=True)
+    out, rep = inpaint_with_report(img, obs, method="cntk", levels=3, solver="direct", cache_dir=tmp_path,
+                       truth=img, progress=False)
     assert np.array_equal(out[obs], img[obs])
     from bigntk.apps.inpaint.metrics import psnr
     assert rep["psnr"] > psnr(img, mean_fill(img, obs)) + 5
     assert rep["info"]["solver"] == "direct" and rep["info"]["kernel_cached"] is False
     # a second image of the same size reuses the cached kernel
-    out2, rep2 = inpaint(img[::-1].copy(), obs, method="cntk", levels=3, solver="direct",
-                         cache_dir=tmp_path, progress=False, return_report=True)
+    out2, rep2 = inpaint_with_report(img[::-1].copy(), obs, method="cntk", levels=3, solver="direct",
+                         cache_dir=tmp_path, progress=False)
     assert rep2["info"]["kernel_cached"] is True and rep2["info"]["kernel_store"] == rep["info"]["kernel_store"]
     # grey = one channel of the RGB solve
     grey = inpaint(img[..., 1], obs, method="cntk", levels=3, solver="direct", cache_dir=tmp_path,
@@ -123,8 +124,8 @@ def test_cntk_pads_odd_sizes_and_warns_on_shallow_depth(tmp_path):
     img = smooth_rgb(28, 30)[..., 0]
     obs = masks.center_hole(img.shape, 9)  # needs ⌊log2(10)⌋ = 3 levels
     with pytest.warns(DepthWarning, match="levels >= 3"):
-        out, rep = inpaint(img, obs, method="cntk", levels=2, solver="direct", cache_dir=tmp_path,
-                           progress=False, return_report=True)
+        out, rep = inpaint_with_report(img, obs, method="cntk", levels=2, solver="direct", cache_dir=tmp_path,
+                           progress=False)
     assert out.shape == (28, 30) and np.array_equal(out[obs], img[obs])
     assert rep["depth"]["min_levels"] == 3 and not rep["depth"]["levels_ok"]
     assert np.isfinite(out).all() and np.abs(out[~obs] - img[~obs]).mean() < 0.2
@@ -135,8 +136,8 @@ def test_dip_default_settings_actually_fit(one_thread):
     # and the loss never moved again; He init and lr 1e-3 (the defaults) fit the observed pixels.
     img = smooth_rgb(32, 32)
     obs = masks.random_missing(img.shape, 0.3, seed=1)
-    out, rep = inpaint(img, obs, method="dip", levels=3, width=16, iterations=150, truth=img,
-                       progress=False, return_report=True)
+    out, rep = inpaint_with_report(img, obs, method="dip", levels=3, width=16, iterations=150, truth=img,
+                       progress=False)
     assert rep["info"]["final_loss"] < 0.1 * rep["info"]["first_loss"], rep["info"]
     from bigntk.apps.inpaint.metrics import psnr
     assert rep["psnr"] > psnr(img, mean_fill(img, obs)) + 3

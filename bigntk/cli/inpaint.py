@@ -53,7 +53,7 @@ def register(subparsers) -> None:
 def _one(args, image: Path, mask: Path | None, truth: Path | None, out: Path, report_path: Path | None) -> dict:
     from ..apps.inpaint import io
     from ..apps.inpaint.report import write_report
-    from ..inpaint import inpaint
+    from ..apps.inpaint import inpaint_with_report
 
     if mask is None and args.marker is None:
         raise ValueError(f"{image}: give --mask (or --mask-dir) or --marker")
@@ -66,12 +66,12 @@ def _one(args, image: Path, mask: Path | None, truth: Path | None, out: Path, re
     if args.tol is not None:
         extra["tol"] = args.tol
     _, stored = io.load_image(image)
-    result, report = inpaint(str(image), mask_arr, method=args.method, levels=args.levels,
+    result, report = inpaint_with_report(str(image), mask_arr, method=args.method, levels=args.levels,
                              solver=args.solver, prior=args.prior, filter=args.filter,
                              upsample=args.upsample, ridge=args.ridge, epochs=args.epochs,
                              device=args.device, cache_dir=args.cache_dir, marker=args.marker,
                              truth=str(truth) if truth else None, seed=args.seed,
-                             progress=not args.quiet, return_report=True, **extra)
+                             progress=not args.quiet, **extra)
     io.save_image(out, result, stored if stored in ("uint8", "uint16") else "uint8")
     report["image"], report["output"] = str(image), str(out)
     if report_path is not None:

@@ -27,7 +27,7 @@ __all__ = [
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".npy")
 
 
-def _read_raw(path: str | Path) -> np.ndarray:
+def read_raw(path: str | Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such image file: {path}")
@@ -92,7 +92,7 @@ def load_image(path: str | Path) -> tuple[np.ndarray, np.dtype]:
     Returns ``(image, stored_dtype)``: image float32 in [0, 1], shape (H, W) or (H, W, 3),
     and the file's dtype (so the result can be written back at the same bit depth).
     """
-    raw = _read_raw(path)
+    raw = read_raw(path)
     return to_float01(raw), raw.dtype
 
 
@@ -135,7 +135,7 @@ def as_mask(mask: np.ndarray, nonzero_means: Literal["observed", "missing"] = "o
 
 def load_mask(path: str | Path, nonzero_means: Literal["observed", "missing"] = "observed") -> np.ndarray:
     """Read a mask image; return bool (H, W), True = observed."""
-    return as_mask(_read_raw(path), nonzero_means)
+    return as_mask(read_raw(path), nonzero_means)
 
 
 def mask_from_marker(raw: np.ndarray, marker: float) -> tuple[np.ndarray, np.ndarray]:

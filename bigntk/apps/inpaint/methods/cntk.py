@@ -172,7 +172,7 @@ def fill(image: np.ndarray, observed: np.ndarray, *, levels: int = 6, arch=None,
          **_ignored) -> tuple[np.ndarray, dict]:
     """CNTK regression fill of ``image`` (H, W, C) from ``observed`` (H, W) bool pixels.
 
-    H and W must be multiples of 2**levels (``bigntk.inpaint`` pads). ``tol``: CG stops at this
+    H and W must be multiples of 2**levels (``bigntk.apps.inpaint.pipeline`` pads). ``tol``: CG stops at this
     relative residual (at 10⁻³ the PSNR was within 0.01 dB of its plateau at 320², random 20%
     missing, and at 448 × 704 with holes and scratches);
     ``epochs``: EigenPro epochs or the CG iteration cap (default EigenPro 200 full-batch epochs on the

@@ -19,20 +19,22 @@ from typing import Any
 
 import numpy as np
 
-from .apps.inpaint import geometry, io, metrics
-from .apps.inpaint.methods import METHODS
-from .apps.inpaint.report import REPORT_KEYS
+from .geometry import check_depth as depth_report, crop, pad_reflect
+from .io import as_mask, load_mask, mask_from_marker, read_raw, to_float01
+from .methods import METHODS
+from .metrics import evaluate, peak_rss_gb
+from .report import require_keys
 
-__all__ = ["inpaint", "run_inpainting", "METHODS"]
+__all__ = ["inpaint", "inpaint_with_report", "run_inpainting", "METHODS"]
 
 
 def _method_fn(method: str):
     if method == "cntk":
-        from .apps.inpaint.methods.cntk import fill
+        from .methods.cntk import fill
     elif method == "biharmonic":
-        from .apps.inpaint.methods.biharmonic import fill
+        from .methods.biharmonic import fill
     elif method == "dip":
-        from .apps.inpaint.methods.dip import fill
+        from .methods.dip import fill
     else:
         raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
     return fill
@@ -40,18 +42,18 @@ def _method_fn(method: str):
 
 def _prepare(image: Any, mask: Any, marker: float | None) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(image, (str, Path)):
-        raw = io._read_raw(image)
+        raw = read_raw(image)
     else:
         raw = np.asarray(image)
     if mask is None:
         if marker is None:
             raise ValueError("give a mask (True = observed) or a marker value for missing pixels")
-        return io.mask_from_marker(raw, marker)
-    img = io.to_float01(raw)
+        return mask_from_marker(raw, marker)
+    img = to_float01(raw)
     if isinstance(mask, (str, Path)):
-        observed = io.load_mask(mask)
+        observed = load_mask(mask)
     else:
-        observed = io.as_mask(mask)
+        observed = as_mask(mask)
     if observed.shape != img.shape[:2]:
         raise ValueError(f"mask shape {observed.shape} does not match image shape {img.shape[:2]}")
     return img, observed
@@ -70,13 +72,13 @@ def run_inpainting(image: np.ndarray, observed: np.ndarray, *, method: str = "cn
         raise ValueError("the mask observes no pixel")
     grey = image.ndim == 2
     img3 = image[..., None] if grey else image
-    depth = geometry.check_depth(observed, levels, warn=check_depth and method in ("cntk", "dip"))
+    depth = depth_report(observed, levels, warn=check_depth and method in ("cntk", "dip"))
     t0 = time.perf_counter()
     if method in ("cntk", "dip"):
-        img_p, obs_p = geometry.pad_reflect(img3, observed, levels)
+        img_p, obs_p = pad_reflect(img3, observed, levels)
         img_p = np.where(obs_p[..., None], img_p, 0.0).astype(np.float32)  # the method never sees U
         out_p, info = fill(img_p, obs_p, levels=levels, **options)
-        out = geometry.crop(out_p, (H, W))
+        out = crop(out_p, (H, W))
     else:
         out, info = fill(np.where(observed[..., None], img3, 0.0).astype(np.float32), observed, **options)
     time_s = time.perf_counter() - t0
@@ -86,25 +88,24 @@ def run_inpainting(image: np.ndarray, observed: np.ndarray, *, method: str = "cn
         out = out[..., 0]
     scores = {"psnr": None, "ssim": None, "psnr_missing": None}
     if truth is not None:
-        truth = io.to_float01(truth)
+        truth = to_float01(truth)
         if truth.shape != out.shape:
             raise ValueError(f"truth shape {truth.shape} != image shape {out.shape}")
-        scores = metrics.evaluate(truth, out, observed)
+        scores = evaluate(truth, out, observed)
     settings = {"levels": levels, **{k: v for k, v in options.items() if k not in ("progress",)}}
-    report = {"method": method, **scores, "time_s": time_s, "peak_rss_gb": metrics.peak_rss_gb(),
+    report = {"method": method, **scores, "time_s": time_s, "peak_rss_gb": peak_rss_gb(),
               "settings": settings, "shape": list(image.shape), "observed_fraction": float(observed.mean()),
               "depth": depth, "info": info}
-    assert all(k in report for k in REPORT_KEYS)
-    return out, report
+    return out, require_keys(report)
 
 
-def inpaint(image: Any, mask: Any = None, *, method: str = "cntk", levels: int = 6, arch: Any = None,
-            solver: str = "auto", prior: str = "stationary", filter: int = 3, upsample: str = "nearest",
-            ridge: float | None = None, epochs: int | None = None, device=None, dtype=None,
-            cache_dir: str | Path | None = None, marker: float | None = None, truth: Any = None,
-            seed: int = 0, progress: bool = True, return_report: bool = False,
-            **method_options) -> np.ndarray | tuple[np.ndarray, dict]:
-    """Fill the missing pixels of ``image``.
+def inpaint_with_report(image: Any, mask: Any = None, *, method: str = "cntk", levels: int = 6,
+                        arch: Any = None, solver: str = "auto", prior: str = "stationary", filter: int = 3,
+                        upsample: str = "nearest", ridge: float | None = None, epochs: int | None = None,
+                        device=None, dtype=None, cache_dir: str | Path | None = None, marker: float | None = None,
+                        truth: Any = None, seed: int = 0, progress: bool = True,
+                        **method_options) -> tuple[np.ndarray, dict]:
+    """Fill the missing pixels of ``image``; returns ``(completed, report)``.
 
     Parameters
     ----------
@@ -122,13 +123,13 @@ def inpaint(image: Any, mask: Any = None, *, method: str = "cntk", levels: int =
     device, dtype : see ``bigntk.backend``.
     cache_dir : kernel cache directory (default: user cache dir, or ``$BIGNTK_KERNEL_CACHE``).
     truth : ground truth (same shape as image) for PSNR/SSIM in the report.
-    return_report : also return the JSON-ready report dict.
-    **method_options : passed to the method (e.g. ``width``, ``iterations``, ``lr`` for dip).
+    **method_options : passed to the method (e.g. ``width``, ``iterations``, ``lr`` for dip); a name
+        the method does not take is an error.
 
     Returns
     -------
     completed : float32 array of the image's shape in [0, 1]; observed pixels equal the input.
-    report : dict (only with ``return_report=True``).
+    report : JSON-ready dict with the keys of ``bigntk.apps.inpaint.report.REPORT_KEYS`` and more.
     """
     img, observed = _prepare(image, mask, marker)
     if arch is not None:
@@ -144,6 +145,14 @@ def inpaint(image: Any, mask: Any = None, *, method: str = "cntk", levels: int =
         opts.update(filter=filter, upsample=upsample, device=device, seed=seed, progress=progress)
     truth_arr = None
     if truth is not None:
-        truth_arr = io._read_raw(truth) if isinstance(truth, (str, Path)) else np.asarray(truth)
-    out, report = run_inpainting(img, observed, method=method, levels=levels, truth=truth_arr, **opts)
-    return (out, report) if return_report else out
+        truth_arr = read_raw(truth) if isinstance(truth, (str, Path)) else np.asarray(truth)
+    return run_inpainting(img, observed, method=method, levels=levels, truth=truth_arr, **opts)
+
+
+def inpaint(image: Any, mask: Any = None, **options) -> np.ndarray:
+    """Fill the missing pixels of ``image``: the completed image of :func:`inpaint_with_report`.
+
+    Takes the same arguments; returns a float32 array of the image's shape in [0, 1] whose observed
+    pixels equal the input's.
+    """
+    return inpaint_with_report(image, mask, **options)[0]
