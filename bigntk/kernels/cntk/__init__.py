@@ -64,7 +64,8 @@ from .layers import (
     dip,
     serial,
 )
-from .dense import dense_kernel, prior_covariance
+from .dense import dense_kernel
+from ...priors.images import prior_covariance  # its home; re-exported for kernel users
 from .compact import (
     CompactKernel,
     WindowKernel,

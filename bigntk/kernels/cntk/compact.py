@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ...backend import ACCUM_DTYPE, free_memory_bytes, resolve_device, resolve_dtype
-from .dense import stationary_values
+from ...priors.images import stationary_values
 from .layers import Conv, LeakyReLU, Serial, Up, check_shape
 
 __all__ = [

@@ -37,7 +37,7 @@ FORMAT_VERSION = 1
 
 
 def _prior_spec(prior: Any) -> Any:
-    from .dense import stationary_values
+    from ...priors.images import stationary_values
 
     vals = stationary_values(prior)
     return {"name": prior if isinstance(prior, str) else "stationary_pair", "values": list(vals)}
