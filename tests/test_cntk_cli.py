@@ -52,3 +52,26 @@ def test_cli_build_info_heatmap(tmp_path, capsys):
     # errors are reported, not raised
     assert main(["kernel", "info", str(tmp_path / "nope.zarr")]) == 2
     assert main(["kernel", "build", "--levels", "3", "--shape", "12x12", "--store", store, "--quiet"]) == 2
+
+
+def test_cli_build_repairs_a_damaged_store_and_takes_compute_options(tmp_path, capsys):
+    import zarr
+
+    store = tmp_path / "k.zarr"
+    args = ["kernel", "build", "--levels", "2", "--shape", "8x8", "--form", "full", "--store", str(store),
+            "--quiet", "--memory-budget", "64MB", "--threads", "1", "--dtype", "float64"]
+    assert main(args) == 0 and "built" in capsys.readouterr().out
+    ref = compact_kernel(dip(2), (8, 8), form="full", dtype=torch.float64).C.numpy()
+    assert main(args) == 0 and "intact, reused" in capsys.readouterr().out
+    g = zarr.open_group(str(store), mode="r+")
+    g["C"][1, 1, 0, 0] = 123.0  # altered data: only the checksum can tell
+    with pytest.warns(RuntimeWarning, match="damaged"):
+        assert main(args) == 0
+    assert "built" in capsys.readouterr().out
+    assert np.array_equal(zarr.open_group(str(store))["C"][...], ref)
+    next(p for p in (store / "C" / "c").rglob("*") if p.is_file()).unlink()  # a deleted chunk
+    with pytest.warns(RuntimeWarning, match="damaged"):
+        assert main(args) == 0
+    assert np.array_equal(zarr.open_group(str(store))["C"][...], ref)
+    with pytest.raises(SystemExit):
+        main(args[:-6] + ["--memory-budget", "lots"])
