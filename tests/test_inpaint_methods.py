@@ -141,3 +141,21 @@ def test_dip_default_settings_actually_fit(one_thread):
     assert rep["info"]["final_loss"] < 0.1 * rep["info"]["first_loss"], rep["info"]
     from bigntk.apps.inpaint.metrics import psnr
     assert rep["psnr"] > psnr(img, mean_fill(img, obs)) + 3
+
+
+@pytest.mark.parametrize("prior,array", [("stationary", "C_window"), ("meshgrid", "K")])
+def test_damaged_cache_entry_is_rebuilt_and_reported_as_built(tmp_path, prior, array):
+    from pathlib import Path
+
+    img = smooth_rgb(16, 16)
+    obs = masks.random_missing(img.shape, 0.4, seed=3)
+    kw = dict(method="cntk", levels=2, solver="direct", prior=prior, cache_dir=tmp_path, progress=False)
+    ref, rep = inpaint_with_report(img, obs, **kw)
+    assert rep["info"]["kernel_cached"] is False
+    store = Path(rep["info"]["kernel_store"])
+    next(p for p in (store / array / "c").rglob("*") if p.is_file()).unlink()  # a deleted cache chunk
+    with pytest.warns(RuntimeWarning, match="damaged"):
+        out, rep2 = inpaint_with_report(img, obs, **kw)
+    assert rep2["info"]["kernel_cached"] is False and np.array_equal(out, ref)
+    out3, rep3 = inpaint_with_report(img, obs, **kw)
+    assert rep3["info"]["kernel_cached"] is True and np.array_equal(out3, ref)

@@ -15,6 +15,9 @@ import json
 import sys
 from pathlib import Path
 
+from ..solvers.policy import SOLVERS
+from ._common import add_compute_args, compute_kwargs
+
 __all__ = ["register", "handler"]
 
 
@@ -34,14 +37,14 @@ def register(subparsers) -> None:
     p.add_argument("--filter", type=int, default=3, help="conv filter size q")
     p.add_argument("--upsample", default="nearest", choices=("nearest", "bilinear"))
     p.add_argument("--prior", default="stationary", choices=("stationary", "meshgrid", "identity"))
-    p.add_argument("--solver", default="auto", choices=("auto", "direct", "eigenpro", "cg"))
+    p.add_argument("--solver", default="auto", choices=SOLVERS)
     p.add_argument("--ridge", type=float, default=None, help="relative ridge (cntk)")
     p.add_argument("--epochs", type=int, default=None, help="solver epochs (cntk) / Adam iterations (dip)")
     p.add_argument("--tol", type=float, default=None,
                    help="CG stopping tolerance, relative residual (cntk; default 1e-3)")
     p.add_argument("--width", type=int, default=None, help="channels of the DIP network")
     p.add_argument("--cache-dir", default=None, help="kernel cache directory")
-    p.add_argument("--device", default=None)
+    add_compute_args(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch", metavar="DIR", help="inpaint every image in DIR")
     p.add_argument("--mask-dir", help="--batch: folder of masks named like the images")
@@ -69,7 +72,7 @@ def _one(args, image: Path, mask: Path | None, truth: Path | None, out: Path, re
     result, report = inpaint_with_report(str(image), mask_arr, method=args.method, levels=args.levels,
                              solver=args.solver, prior=args.prior, filter=args.filter,
                              upsample=args.upsample, ridge=args.ridge, epochs=args.epochs,
-                             device=args.device, cache_dir=args.cache_dir, marker=args.marker,
+                             cache_dir=args.cache_dir, marker=args.marker, **compute_kwargs(args),
                              truth=str(truth) if truth else None, seed=args.seed,
                              progress=not args.quiet, **extra)
     io.save_image(out, result, stored if stored in ("uint8", "uint16") else "uint8")

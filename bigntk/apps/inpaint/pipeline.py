@@ -102,7 +102,8 @@ def run_inpainting(image: np.ndarray, observed: np.ndarray, *, method: str = "cn
 def inpaint_with_report(image: Any, mask: Any = None, *, method: str = "cntk", levels: int = 6,
                         arch: Any = None, solver: str = "auto", prior: str = "stationary", filter: int = 3,
                         upsample: str = "nearest", ridge: float | None = None, epochs: int | None = None,
-                        device=None, dtype=None, cache_dir: str | Path | None = None, marker: float | None = None,
+                        device=None, dtype=None, memory_budget: int | str | None = None,
+                        cache_dir: str | Path | None = None, marker: float | None = None,
                         truth: Any = None, seed: int = 0, progress: bool = True,
                         **method_options) -> tuple[np.ndarray, dict]:
     """Fill the missing pixels of ``image``; returns ``(completed, report)``.
@@ -120,7 +121,7 @@ def inpaint_with_report(image: Any, mask: Any = None, *, method: str = "cntk", l
     prior : "stationary" (default; exact compact kernel) | "meshgrid" | "identity" (dense, small images).
     ridge : relative ridge λ / mean(diag K_SS) (cntk; default 1e-3).
     epochs : iterations/epochs of the iterative solvers (cntk) or of Adam (dip: ``iterations``).
-    device, dtype : see ``bigntk.backend``.
+    device, dtype, memory_budget : see ``bigntk.backend`` (cntk; dip takes the device).
     cache_dir : kernel cache directory (default: user cache dir, or ``$BIGNTK_KERNEL_CACHE``).
     truth : ground truth (same shape as image) for PSNR/SSIM in the report.
     **method_options : passed to the method (e.g. ``width``, ``iterations``, ``lr`` for dip); a name
@@ -137,8 +138,8 @@ def inpaint_with_report(image: Any, mask: Any = None, *, method: str = "cntk", l
     opts: dict[str, Any] = dict(method_options)
     if method == "cntk":
         opts.update(arch=arch, solver=solver, prior=prior, filter=filter, upsample=upsample, ridge=ridge,
-                    epochs=epochs, device=device, dtype=dtype, cache_dir=cache_dir, seed=seed,
-                    progress=progress)
+                    epochs=epochs, device=device, dtype=dtype, memory_budget=memory_budget, cache_dir=cache_dir,
+                    seed=seed, progress=progress)
     elif method == "dip":
         if epochs is not None:
             opts.setdefault("iterations", epochs)
