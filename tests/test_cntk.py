@@ -362,3 +362,27 @@ def test_window_store_is_size_independent_and_opens_in_xarray(tmp_path):
     ds = xr.open_zarr(full, consolidated=False)
     assert ds["C"].dims == ("phase_y", "phase_x", "offset_y", "offset_x") and ds["done"].dims == ("block",)
     assert np.array_equal(ds["C"].values, compact_kernel(arch, (8, 8), form="full").C.numpy())
+
+
+@pytest.mark.parametrize("s,c,up,act", [(3, 1, "nearest", "relu"), (2, 2, "bilinear", "leaky_relu")])
+def test_finite_network_has_the_kernels_layer_sequence(s, c, up, act):
+    from torch import nn
+
+    arch = dip(s, convs_per_level=c, upsample=up, activation=act, filter=5)
+    net = arch.network(width=8, in_channels=4, out_channels=3, output="sigmoid")
+    mods = list(net)
+    assert len(mods) == len(arch) + 1 and isinstance(mods[-1], nn.Sigmoid)
+    want = {Conv: nn.Conv2d, ReLU: nn.ReLU, LeakyReLU: nn.LeakyReLU, Down: type(Down().module(1, 1)), Up: nn.Upsample}
+    for layer, mod in zip(arch, mods):
+        assert type(mod) is want[type(layer)], (layer, mod)
+        if isinstance(layer, Conv):
+            assert mod.kernel_size == (5, 5) and mod.padding_mode == "circular"
+        if isinstance(layer, Up):
+            assert mod.mode == ("nearest" if up == "nearest" else "bilinear")
+        if isinstance(layer, LeakyReLU) and not isinstance(layer, ReLU):
+            assert mod.negative_slope == layer.negative_slope
+    convs = [m for m in mods if isinstance(m, nn.Conv2d)]
+    assert convs[0].in_channels == 4 and convs[-1].out_channels == 3
+    assert all(m.out_channels == 8 for m in convs[:-1])
+    out = net(torch.rand(1, 4, 16, 16))
+    assert out.shape == (1, 3, 16, 16) and arch.output_shape((16, 16)) == (16, 16)

@@ -116,7 +116,8 @@ def inpaint_with_report(image: Any, mask: Any = None, *, method: str = "cntk", l
     method : "cntk" (default), "biharmonic" or "dip".
     levels : down/up-sampling stages s of the encoder–decoder (cntk, dip). A hole of side m needs
         s ≥ ⌊log2(m+1)⌋ (warned about otherwise).
-    arch : a ``bigntk.kernels.cntk`` architecture (overrides levels/filter/upsample for cntk).
+    arch : a ``bigntk.kernels.cntk`` architecture (overrides levels/filter/upsample): the kernel's for cntk,
+        the trained network's for dip (``Serial.network``).
     solver : "auto" | "direct" | "eigenpro" | "cg" (cntk).
     prior : "stationary" (default; exact compact kernel) | "meshgrid" | "identity" (dense, small images).
     ridge : relative ridge λ / mean(diag K_SS) (cntk; default 1e-3).
@@ -143,7 +144,7 @@ def inpaint_with_report(image: Any, mask: Any = None, *, method: str = "cntk", l
     elif method == "dip":
         if epochs is not None:
             opts.setdefault("iterations", epochs)
-        opts.update(filter=filter, upsample=upsample, device=device, seed=seed, progress=progress)
+        opts.update(arch=arch, filter=filter, upsample=upsample, device=device, seed=seed, progress=progress)
     truth_arr = None
     if truth is not None:
         truth_arr = read_raw(truth) if isinstance(truth, (str, Path)) else np.asarray(truth)
