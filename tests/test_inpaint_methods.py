@@ -159,3 +159,72 @@ def test_damaged_cache_entry_is_rebuilt_and_reported_as_built(tmp_path, prior, a
     assert rep2["info"]["kernel_cached"] is False and np.array_equal(out, ref)
     out3, rep3 = inpaint_with_report(img, obs, **kw)
     assert rep3["info"]["kernel_cached"] is True and np.array_equal(out3, ref)
+
+
+def test_nan_at_an_observed_pixel_is_an_error_and_a_non_finite_result_is_never_returned(tmp_path, monkeypatch):
+    img = smooth_rgb(16, 16)
+    obs = masks.center_hole(img.shape, 4)
+    bad = img.copy()
+    bad[2, 3, 1] = np.nan  # one NaN at an observed pixel (it turned every filled pixel black)
+    with pytest.raises(ValueError, match="NaN or inf at 1 observed pixel.*row 2, column 3"):
+        inpaint(bad, obs, method="cntk", levels=2, solver="direct", cache_dir=tmp_path, progress=False)
+    bad[2, 3] = np.nan  # the same pixel marked missing: fine
+    obs2 = obs.copy()
+    obs2[2, 3] = False
+    assert np.isfinite(inpaint(bad, obs2, method="biharmonic")).all()
+    from bigntk.apps.inpaint.methods import biharmonic
+
+    monkeypatch.setattr(biharmonic, "fill", lambda image, observed: (np.full_like(image, np.nan), {}))
+    with pytest.raises(RuntimeError, match="non-finite"):
+        inpaint(img, obs, method="biharmonic")
+    from bigntk.cli import main
+
+    io.save_image(tmp_path / "in.png", img)
+    io.save_image(tmp_path / "m.png", obs.astype(np.float32))
+    assert main(["inpaint", str(tmp_path / "in.png"), "--mask", str(tmp_path / "m.png"), "--method", "biharmonic",
+                 "--out", str(tmp_path / "out.png")]) == 2
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_inverted_mask_is_warned_about_and_missing_is_the_explicit_alternative():
+    from bigntk.apps.inpaint.pipeline import MaskWarning
+
+    img = smooth_rgb(32, 32)
+    holes = ~masks.center_hole(img.shape, 6)  # scikit-image convention: True = missing (3.5 % of pixels)
+    with pytest.warns(MaskWarning, match="missing="):
+        inpaint(img, holes, method="biharmonic")
+    a = inpaint(img, missing=holes, method="biharmonic")
+    b = inpaint(img, ~holes, method="biharmonic")
+    assert np.array_equal(a, b) and np.array_equal(a[~holes], img[~holes])
+    with pytest.raises(ValueError, match="exactly one of"):
+        inpaint(img, ~holes, missing=holes, method="biharmonic")
+
+
+def test_unknown_method_option_is_an_error():
+    img = smooth_rgb(16, 16)
+    obs = masks.center_hole(img.shape, 4)
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['widht'\] for method 'dip'"):
+        inpaint(img, obs, method="dip", levels=2, widht=8)
+    with pytest.raises(ValueError, match="for method 'biharmonic'"):
+        inpaint(img, obs, method="biharmonic", tol=1e-3)
+    with pytest.raises(ValueError, match="for method 'cntk'"):
+        inpaint(img, obs, method="cntk", levels=2, tolerance=1e-3)
+
+
+def test_hole_at_the_left_border_is_filled_from_its_own_side(tmp_path):
+    # 0 -> 1 gradient, a hole touching the left border. The circular kernel on the image grid alone
+    # ("periodic") fills it from the right border too (measured: mean 0.371, truth 0.043, biharmonic
+    # 0.051); the default open boundary fills it from its own side (measured: 0.112).
+    H, W = 64, 128
+    img = np.repeat(np.linspace(0, 1, W, dtype=np.float32)[None], H, 0)
+    obs = np.ones((H, W), bool)
+    obs[16:48, :12] = False
+    kw = dict(method="cntk", levels=5, cache_dir=tmp_path, progress=False)
+    truth = float(img[~obs].mean())
+    open_ = float(inpaint(img, obs, **kw)[~obs].mean())
+    periodic = float(inpaint(img, obs, boundary="periodic", **kw)[~obs].mean())
+    nearest_observed = float(img[0, 12])  # 0.094: the observed column next to the hole
+    assert truth == pytest.approx(0.0433, abs=1e-3)
+    assert periodic > 0.3  # the wrap: right-border values leak in
+    assert open_ < 0.15 and abs(open_ - truth) < 0.25 * abs(periodic - truth)
+    assert abs(open_ - nearest_observed) < 0.05

@@ -7,8 +7,14 @@ Radhakrishnan et al., PNAS 2022), or with the baselines ``biharmonic`` (scikit-i
 
 Conventions: images (H, W) or (H, W, 3), uint8 / uint16 / float in [0, 1]; the result is float32
 in [0, 1] of the same shape, with observed pixels exactly equal to the input's (converted to
-[0, 1]). ``mask`` is (H, W), True/nonzero = observed. Sizes that are not multiples of
-2**levels are reflect-padded and cropped back (``bigntk.apps.inpaint.geometry``).
+[0, 1]). ``mask`` is (H, W), True/nonzero = **observed**; ``missing`` is the opposite convention
+(scikit-image's ``inpaint_biharmonic``: True = missing). The image is padded to a multiple of
+2**levels and, with ``boundary="open"`` (default), by 2**levels − 1 more unobserved pixels so that
+opposite borders do not wrap onto each other (``bigntk.apps.inpaint.geometry``); the result is
+cropped back.
+
+Checks: a non-finite value (NaN, inf) at an observed pixel is an error (mark it missing instead),
+and a non-finite result is an error, never returned.
 """
 from __future__ import annotations
 
@@ -19,71 +25,98 @@ from typing import Any
 
 import numpy as np
 
-from .geometry import check_depth as depth_report, crop, pad_reflect
+from .geometry import boundary_margin, check_depth as depth_report, crop, pad_reflect
 from .io import as_mask, load_mask, mask_from_marker, read_raw, to_float01
-from .methods import METHODS
+from .methods import METHODS, method_fill
 from .metrics import evaluate, peak_rss_gb
 from .report import require_keys
 
-__all__ = ["inpaint", "inpaint_with_report", "run_inpainting", "METHODS"]
+__all__ = ["inpaint", "inpaint_with_report", "run_inpainting", "METHODS", "MaskWarning", "FEW_OBSERVED"]
+
+#: observed fractions below this are warned about (an inverted mask is the likely cause)
+FEW_OBSERVED = 0.1
 
 
-def _method_fn(method: str):
-    if method == "cntk":
-        from .methods.cntk import fill
-    elif method == "biharmonic":
-        from .methods.biharmonic import fill
-    elif method == "dip":
-        from .methods.dip import fill
+class MaskWarning(UserWarning):
+    """The mask observes so few pixels that it may follow the opposite convention (True = missing)."""
+
+
+def _read_mask(mask: Any, means: str) -> np.ndarray:
+    return load_mask(mask, means) if isinstance(mask, (str, Path)) else as_mask(mask, means)
+
+
+def _prepare(image: Any, mask: Any, missing: Any, marker: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """(image in [0, 1], observed mask) from the caller's image and one of mask / missing / marker."""
+    raw = read_raw(image) if isinstance(image, (str, Path)) else np.asarray(image)
+    given = [name for name, v in (("mask", mask), ("missing", missing), ("marker", marker)) if v is not None]
+    if len(given) != 1:
+        raise ValueError("give exactly one of mask (True = observed), missing (True = missing) or a marker "
+                         f"value for missing pixels; got {given or 'none'}")
+    if marker is not None:
+        img, observed = mask_from_marker(raw, marker)
     else:
-        raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
-    return fill
-
-
-def _prepare(image: Any, mask: Any, marker: float | None) -> tuple[np.ndarray, np.ndarray]:
-    if isinstance(image, (str, Path)):
-        raw = read_raw(image)
-    else:
-        raw = np.asarray(image)
-    if mask is None:
-        if marker is None:
-            raise ValueError("give a mask (True = observed) or a marker value for missing pixels")
-        return mask_from_marker(raw, marker)
-    img = to_float01(raw)
-    if isinstance(mask, (str, Path)):
-        observed = load_mask(mask)
-    else:
-        observed = as_mask(mask)
+        img = to_float01(raw)
+        observed = _read_mask(mask, "observed") if mask is not None else _read_mask(missing, "missing")
     if observed.shape != img.shape[:2]:
         raise ValueError(f"mask shape {observed.shape} does not match image shape {img.shape[:2]}")
+    if mask is not None and 0 < observed.mean() < FEW_OBSERVED:
+        warnings.warn(f"the mask observes only {observed.mean():.1%} of the pixels (mask True/nonzero = "
+                      "observed); if it marks the missing pixels (scikit-image's inpaint_biharmonic "
+                      "convention), pass it as missing= instead (CLI: --mask-missing-value nonzero)",
+                      MaskWarning, stacklevel=3)
     return img, observed
 
 
+def _check_finite(img: np.ndarray, observed: np.ndarray, what: str = "image") -> None:
+    """Refuse NaN / inf at observed pixels: the working dtype cannot represent them as data."""
+    bad = ~np.isfinite(img.reshape(*observed.shape, -1)).all(axis=-1) & observed
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        raise ValueError(f"the {what} holds NaN or inf at {int(bad.sum())} observed pixel(s) (first at row {i}, "
+                         f"column {j}); mark them missing (mask False, or marker=float('nan'))")
+
+
+def _run_method(fill, img3: np.ndarray, observed: np.ndarray, method: str, levels: int, boundary: str,
+                options: dict) -> tuple[np.ndarray, dict]:
+    """The method on the (padded) image; missing pixels are zeroed first (the method never sees them)."""
+    if method not in ("cntk", "dip"):
+        return fill(np.where(observed[..., None], img3, 0.0).astype(np.float32), observed, **options)
+    img_p, obs_p = pad_reflect(img3, observed, levels, boundary_margin(levels, boundary))
+    img_p = np.where(obs_p[..., None], img_p, 0.0).astype(np.float32)
+    out_p, info = fill(img_p, obs_p, levels=levels, **options)
+    return crop(out_p, observed.shape), {**info, "padded_shape": list(obs_p.shape)}
+
+
+def _finish(out: np.ndarray, img3: np.ndarray, observed: np.ndarray, method: str) -> np.ndarray:
+    """Clip to [0, 1] and restore the observed pixels; a non-finite fill is an error."""
+    bad = ~np.isfinite(out)
+    if bad.any():
+        raise RuntimeError(f"method {method!r} produced {int(bad.sum())} non-finite values; nothing is returned "
+                           "(try dtype='float64', a larger ridge or another solver)")
+    out = np.clip(out, 0.0, 1.0).astype(np.float32)
+    out[observed] = img3[observed]  # observed pixels untouched
+    return out
+
+
 def run_inpainting(image: np.ndarray, observed: np.ndarray, *, method: str = "cntk", levels: int = 6,
-                   truth: np.ndarray | None = None, check_depth: bool = True,
+                   boundary: str = "open", truth: np.ndarray | None = None, check_depth: bool = True,
                    **options) -> tuple[np.ndarray, dict]:
     """Core pipeline on a [0, 1] image (H, W[, 3]) and bool mask (H, W); returns (completed, report).
 
     The report has the top-level keys :data:`REPORT_KEYS` (see ``bigntk.apps.inpaint.report``).
     """
-    fill = _method_fn(method)
-    H, W = observed.shape
+    fill = method_fill(method, {**options, "levels": levels} if method in ("cntk", "dip") else options)
+    boundary_margin(levels, boundary)  # validates the name
     if not observed.any():
         raise ValueError("the mask observes no pixel")
+    _check_finite(image, observed)
     grey = image.ndim == 2
     img3 = image[..., None] if grey else image
     depth = depth_report(observed, levels, warn=check_depth and method in ("cntk", "dip"))
     t0 = time.perf_counter()
-    if method in ("cntk", "dip"):
-        img_p, obs_p = pad_reflect(img3, observed, levels)
-        img_p = np.where(obs_p[..., None], img_p, 0.0).astype(np.float32)  # the method never sees U
-        out_p, info = fill(img_p, obs_p, levels=levels, **options)
-        out = crop(out_p, (H, W))
-    else:
-        out, info = fill(np.where(observed[..., None], img3, 0.0).astype(np.float32), observed, **options)
+    out, info = _run_method(fill, img3, observed, method, levels, boundary, options)
     time_s = time.perf_counter() - t0
-    out = np.clip(out, 0.0, 1.0).astype(np.float32)
-    out[observed] = img3[observed]  # observed pixels untouched
+    out = _finish(out, img3, observed, method)
     if grey:
         out = out[..., 0]
     scores = {"psnr": None, "ssim": None, "psnr_missing": None}
@@ -91,15 +124,17 @@ def run_inpainting(image: np.ndarray, observed: np.ndarray, *, method: str = "cn
         truth = to_float01(truth)
         if truth.shape != out.shape:
             raise ValueError(f"truth shape {truth.shape} != image shape {out.shape}")
+        _check_finite(truth, np.ones(observed.shape, bool), "truth")
         scores = evaluate(truth, out, observed)
-    settings = {"levels": levels, **{k: v for k, v in options.items() if k not in ("progress",)}}
+    settings = {"levels": levels, "boundary": boundary, **{k: v for k, v in options.items() if k != "progress"}}
     report = {"method": method, **scores, "time_s": time_s, "peak_rss_gb": peak_rss_gb(),
               "settings": settings, "shape": list(image.shape), "observed_fraction": float(observed.mean()),
               "depth": depth, "info": info}
     return out, require_keys(report)
 
 
-def inpaint_with_report(image: Any, mask: Any = None, *, method: str = "cntk", levels: int = 6,
+def inpaint_with_report(image: Any, mask: Any = None, *, missing: Any = None, method: str = "cntk", levels: int = 6,
+                        boundary: str = "open",
                         arch: Any = None, solver: str = "auto", prior: str = "stationary", filter: int = 3,
                         upsample: str = "nearest", ridge: float | None = None, epochs: int | None = None,
                         device=None, dtype=None, memory_budget: int | str | None = None,
@@ -111,11 +146,16 @@ def inpaint_with_report(image: Any, mask: Any = None, *, method: str = "cntk", l
     Parameters
     ----------
     image : (H, W) or (H, W, 3) array (uint8, uint16 or float in [0, 1]) or an image path.
-    mask : (H, W) array or mask path, nonzero/True = observed. Omit it and pass ``marker`` for a
-        corrupted image whose missing pixels hold that value (e.g. 0 or NaN) in every channel.
+    mask : (H, W) array or mask path, nonzero/True = observed (warned about when it observes under 10 %:
+        an inverted mask is the likely cause).
+    missing : instead of ``mask``: (H, W) array or path, nonzero/True = missing (scikit-image's convention).
+        Or give neither and pass ``marker`` for a corrupted image whose missing pixels hold that value
+        (e.g. 0 or NaN) in every channel.
     method : "cntk" (default), "biharmonic" or "dip".
     levels : down/up-sampling stages s of the encoder–decoder (cntk, dip). A hole of side m needs
         s ≥ ⌊log2(m+1)⌋ (warned about otherwise).
+    boundary : "open" (default: no wrap-around between opposite borders) or "periodic" (cntk, dip;
+        ``bigntk.apps.inpaint.geometry``).
     arch : a ``bigntk.kernels.cntk`` architecture (overrides levels/filter/upsample): the kernel's for cntk,
         the trained network's for dip (``Serial.network``).
     solver : "auto" | "direct" | "eigenpro" | "cg" (cntk).
@@ -133,7 +173,7 @@ def inpaint_with_report(image: Any, mask: Any = None, *, method: str = "cntk", l
     completed : float32 array of the image's shape in [0, 1]; observed pixels equal the input.
     report : JSON-ready dict with the keys of ``bigntk.apps.inpaint.report.REPORT_KEYS`` and more.
     """
-    img, observed = _prepare(image, mask, marker)
+    img, observed = _prepare(image, mask, missing, marker)
     if arch is not None:
         levels = int(getattr(arch, "n_down", levels))
     opts: dict[str, Any] = dict(method_options)
@@ -148,7 +188,8 @@ def inpaint_with_report(image: Any, mask: Any = None, *, method: str = "cntk", l
     truth_arr = None
     if truth is not None:
         truth_arr = read_raw(truth) if isinstance(truth, (str, Path)) else np.asarray(truth)
-    return run_inpainting(img, observed, method=method, levels=levels, truth=truth_arr, **opts)
+    return run_inpainting(img, observed, method=method, levels=levels, boundary=boundary, truth=truth_arr,
+                          **opts)
 
 
 def inpaint(image: Any, mask: Any = None, **options) -> np.ndarray:
