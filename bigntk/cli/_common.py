@@ -11,7 +11,7 @@ def add_device_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default=None, choices=["float32", "float64"], help="working dtype (default float32)")
 
 
-def _size(text: str) -> int:
+def parse_size(text: str) -> int:
     from ..backend import parse_bytes
 
     try:
@@ -33,7 +33,7 @@ def _threads(text: str) -> int:
 def add_compute_args(parser: argparse.ArgumentParser) -> None:
     """--device, --dtype, --memory-budget, --threads: the compute settings of :mod:`bigntk.backend`."""
     add_device_args(parser)
-    parser.add_argument("--memory-budget", type=_size, default=None, metavar="SIZE",
+    parser.add_argument("--memory-budget", type=parse_size, default=None, metavar="SIZE",
                         help="bytes one streamed computation may hold, e.g. 4GB or 512MiB (default: "
                              "$BIGNTK_MEMORY_BUDGET, else a quarter of free memory, at most 2 GiB on the CPU)")
     parser.add_argument("--threads", type=_threads, default=None,
