@@ -21,11 +21,14 @@ def test_heatmap_is_the_kernel_row(prior):
     assert img[3, 5] == img.max()  # a pixel is most similar to itself (8x8, s=2)
     fig = kernel_heatmap(K, pixel=(3, 5))
     assert len(fig.axes) == 2  # image + colour bar
+    ax, bar = fig.axes
+    assert "row" in ax.get_ylabel() and "column" in ax.get_xlabel() and "K((i, j), (k, l))" in bar.get_ylabel()
 
 
 def test_heatmap_of_compact_kernel_and_errors():
     k = compact_kernel(dip(2), (16, 16))
     img = kernel_heatmap(k, (4, 6), as_array=True, subtract_far=True)
+    assert kernel_heatmap(k, (4, 6), subtract_far=True).axes[1].get_ylabel().endswith("− c_far")
     far = img[12, 14]  # far from (4, 6): exactly c_far - c_far
     assert abs(far) < 1e-6 and img[4, 6] > 0
     with pytest.raises(ValueError, match="outside"):
