@@ -81,3 +81,23 @@ def test_damaged_checkpoint_is_refused_not_read_as_zeros(tmp_path):
     g["alpha"][0, 0] = 5.0  # altered data, chunk present
     with pytest.raises(persist.StoreError, match="checksum"):
         load_checkpoint(ck, "h")
+
+
+def test_a_waiting_writer_gets_the_lock_when_the_first_releases_it(tmp_path):
+    import threading
+    import time
+
+    target, order = tmp_path / "s.zarr", []
+
+    def second():
+        with persist.exclusive(target, wait=True):
+            order.append("second")
+
+    with persist.exclusive(target):
+        assert persist.is_locked(target)
+        t = threading.Thread(target=second)
+        t.start()
+        time.sleep(0.2)
+        order.append("first done")
+    t.join(5)
+    assert order == ["first done", "second"] and not persist.is_locked(target)

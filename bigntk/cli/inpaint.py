@@ -2,7 +2,8 @@
 
     bigntk inpaint IMAGE --mask MASK [--truth GT] --out OUT.png [--report R.json]
                    [--method cntk|biharmonic|dip] [--levels 6] [--solver auto|direct|eigenpro|cg]
-                   [--device cpu|cuda] [--mask-missing-value zero|nonzero] [--marker V]
+                   [--boundary open|periodic] [--device cpu|cuda] [--dtype float32|float64]
+                   [--memory-budget 4GB] [--threads N] [--mask-missing-value zero|nonzero] [--marker V]
     bigntk inpaint --batch DIR --mask-dir MASKS --out OUTDIR [...]
 
 In ``--batch`` mode every image in DIR is paired with the mask of the same stem in --mask-dir
@@ -15,6 +16,7 @@ import json
 import sys
 from pathlib import Path
 
+from ..apps.inpaint.geometry import BOUNDARIES
 from ..solvers.policy import SOLVERS
 from ._common import add_compute_args, compute_kwargs
 
@@ -36,6 +38,8 @@ def register(subparsers) -> None:
     p.add_argument("--levels", type=int, default=6, help="down/up-sampling levels (cntk, dip)")
     p.add_argument("--filter", type=int, default=3, help="conv filter size q")
     p.add_argument("--upsample", default="nearest", choices=("nearest", "bilinear"))
+    p.add_argument("--boundary", default="open", choices=BOUNDARIES,
+                   help="open (default): opposite borders do not wrap onto each other; periodic: they do")
     p.add_argument("--prior", default="stationary", choices=("stationary", "meshgrid", "identity"))
     p.add_argument("--solver", default="auto", choices=SOLVERS)
     p.add_argument("--ridge", type=float, default=None, help="relative ridge (cntk)")
@@ -53,7 +57,8 @@ def register(subparsers) -> None:
     p.set_defaults(func=handler)
 
 
-def _one(args, image: Path, mask: Path | None, truth: Path | None, out: Path, report_path: Path | None) -> dict:
+def _one(args, image: Path, mask: Path | None, truth: Path | None, out: Path, report_path: Path | None,
+         compute: dict) -> dict:
     from ..apps.inpaint import io
     from ..apps.inpaint.report import write_report
     from ..apps.inpaint import inpaint_with_report
@@ -71,8 +76,8 @@ def _one(args, image: Path, mask: Path | None, truth: Path | None, out: Path, re
     _, stored = io.load_image(image)
     result, report = inpaint_with_report(str(image), mask_arr, method=args.method, levels=args.levels,
                              solver=args.solver, prior=args.prior, filter=args.filter,
-                             upsample=args.upsample, ridge=args.ridge, epochs=args.epochs,
-                             cache_dir=args.cache_dir, marker=args.marker, **compute_kwargs(args),
+                             upsample=args.upsample, boundary=args.boundary, ridge=args.ridge, epochs=args.epochs,
+                             cache_dir=args.cache_dir, marker=args.marker, **compute,
                              truth=str(truth) if truth else None, seed=args.seed,
                              progress=not args.quiet, **extra)
     io.save_image(out, result, stored if stored in ("uint8", "uint16") else "uint8")
@@ -93,6 +98,7 @@ def _summary(report: dict) -> str:
 def handler(args) -> int:
     from ..apps.inpaint.io import IMAGE_SUFFIXES
 
+    compute = compute_kwargs(args)
     if args.batch:
         folder = Path(args.batch)
         if not folder.is_dir():
@@ -113,13 +119,13 @@ def handler(args) -> int:
 
         for img in images:
             rep = _one(args, img, find(args.mask_dir, img.stem), find(args.truth_dir, img.stem),
-                       out_dir / f"{img.stem}.png", out_dir / f"{img.stem}.json")
+                       out_dir / f"{img.stem}.png", out_dir / f"{img.stem}.json", compute)
             print(f"{img.name}: {_summary(rep)}")
         return 0
     if not args.image:
         raise ValueError("give IMAGE or --batch DIR")
     rep = _one(args, Path(args.image), Path(args.mask) if args.mask else None,
                Path(args.truth) if args.truth else None, Path(args.out),
-               Path(args.report) if args.report else None)
+               Path(args.report) if args.report else None, compute)
     print(_summary(rep))
     return 0

@@ -7,6 +7,7 @@ from typing import Any, Optional, Tuple
 import numpy as np
 import torch
 
+from .._validation import check_image_shape
 from ..backend import resolve_device, resolve_dtype, to_tensor
 from .concrete import ExplicitPrior
 
@@ -22,7 +23,7 @@ def meshgrid(shape: Tuple[int, int]) -> ExplicitPrior:
     The constant feature keeps every column non-zero (so normalisation is defined at the origin).
     Columns are in row-major pixel order; shape (3, H·W).
     """
-    H, W = _image_shape(shape)
+    H, W = check_image_shape(shape)
     ii, jj = np.meshgrid(np.arange(H) / H, np.arange(W) / W, indexing="ij")
     return ExplicitPrior(np.stack([ii.ravel(), jj.ravel(), np.ones(H * W)]))
 
@@ -33,16 +34,6 @@ def uniform(p: int, n: int, seed: int = 0, high: float = 0.1) -> ExplicitPrior:
         raise ValueError(f"need p >= 1 and n >= 0, got p={p}, n={n}")
     rng = np.random.default_rng(seed)
     return ExplicitPrior(rng.uniform(0.0, high, size=(p, n)))
-
-
-def _image_shape(shape: Any) -> Tuple[int, int]:
-    try:
-        H, W = (int(s) for s in shape)
-    except (TypeError, ValueError):
-        raise ValueError(f"shape must be a pair (H, W), got {shape!r}") from None
-    if H < 1 or W < 1:
-        raise ValueError(f"shape must be positive, got {shape!r}")
-    return H, W
 
 
 def stationary_values(prior: Any) -> Optional[Tuple[float, float]]:
@@ -71,7 +62,7 @@ def prior_covariance(prior: Any, shape: Tuple[int, int], *, device=None, dtype=N
             | a ``bigntk.priors`` Prior over the H·W pixels (its raw, un-normalised Gram is used).
     Σ⁰(p, p′) = Σ_c Z_c[p] Z_c[p′] for explicit features.
     """
-    H, W = _image_shape(shape)
+    H, W = check_image_shape(shape)
     dev, dt = resolve_device(device), resolve_dtype(dtype)
     n = H * W
     vals = stationary_values(prior)

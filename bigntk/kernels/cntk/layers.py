@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..._validation import check_image_shape as check_shape
 from ..ntk import check_activation, relu_duals
 
 __all__ = ["Layer", "Conv", "ReLU", "LeakyReLU", "Down", "Up", "Serial", "serial", "dip", "UPSAMPLE_MODES",
@@ -513,16 +514,6 @@ class Serial:
                 nn.init.kaiming_normal_(mod.weight, a=slope, nonlinearity="leaky_relu")
                 nn.init.zeros_(mod.bias)
         return net
-
-
-def check_shape(shape: Any) -> Shape:
-    try:
-        H, W = (int(s) for s in shape)
-    except (TypeError, ValueError):
-        raise ValueError(f"shape must be a pair (H, W), got {shape!r}") from None
-    if H < 1 or W < 1:
-        raise ValueError(f"shape must be positive, got {shape!r}")
-    return H, W
 
 
 def serial(*layers: Layer) -> Serial:

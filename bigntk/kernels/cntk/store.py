@@ -156,13 +156,7 @@ def open_kernel(path: Any, *, shape=None, device=None, verify: bool = False,
 @contextlib.contextmanager
 def _writer_lock(path: Path, progress: bool) -> Iterator[None]:
     """The store's writer's lock; when another process holds it, say so and wait for it."""
-    try:
-        with persist.exclusive(path):
-            yield
-        return
-    except persist.StoreBusyError:
-        pass
-    if progress:
+    if progress and persist.is_locked(path):  # (the message only; the lock below decides)
         print(f"waiting for another process to finish writing {path}", file=sys.stderr)
     with persist.exclusive(path, wait=True):
         yield
