@@ -11,9 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 
-from bigntk import inpaint
 from bigntk.apps.inpaint import cache, inpaint_with_report, masks
 from bigntk.cli import main
 

@@ -228,3 +228,16 @@ def test_hole_at_the_left_border_is_filled_from_its_own_side(tmp_path):
     assert periodic > 0.3  # the wrap: right-border values leak in
     assert open_ < 0.15 and abs(open_ - truth) < 0.25 * abs(periodic - truth)
     assert abs(open_ - nearest_observed) < 0.05
+
+
+def test_cache_entry_with_lost_metadata_is_rebuilt(tmp_path):
+    from pathlib import Path
+
+    img = smooth_rgb(16, 16)
+    obs = masks.random_missing(img.shape, 0.4, seed=3)
+    kw = dict(method="cntk", levels=2, solver="direct", cache_dir=tmp_path, progress=False)
+    ref, rep = inpaint_with_report(img, obs, **kw)
+    (Path(rep["info"]["kernel_store"]) / "zarr.json").unlink()  # the entry's group metadata is gone
+    with pytest.warns(RuntimeWarning, match="damaged"):
+        out, rep2 = inpaint_with_report(img, obs, **kw)
+    assert np.array_equal(out, ref) and rep2["info"]["kernel_cached"] is False

@@ -12,8 +12,6 @@ In ``--batch`` mode every image in DIR is paired with the mask of the same stem 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from pathlib import Path
 
 from ..apps.inpaint.geometry import BOUNDARIES

@@ -162,12 +162,17 @@ def _writer_lock(path: Path, progress: bool) -> Iterator[None]:
         yield
 
 
-def _reusable(path: Path, key: str, overwrite: bool, verify: bool) -> bool:
+def _reusable(path: Path, key: str, overwrite: bool, verify: bool, owned: bool) -> bool:
     """True when ``path`` holds this kernel intact; False when it is to be (re)built; raises when it
-    holds something else that must not be replaced."""
+    holds something else that must not be replaced. ``owned``: the path is a content-addressed entry of
+    a cache directory, so whatever is there under that name is a (damaged) store of ours."""
     kind = persist.store_kind(path)
     if kind != FORMAT:
         what = f"a {kind!r} store" if kind else ("a file" if path.is_file() else "a directory that is not a store")
+        if owned and not path.is_file():
+            warnings.warn(f"kernel store {path} is damaged (unreadable metadata); rebuilding it", RuntimeWarning,
+                          stacklevel=3)
+            return False
         raise FileExistsError(f"{path} is {what}, not a CNTK kernel store: refusing to overwrite it")
     import zarr
 
@@ -201,7 +206,7 @@ def ensure_store(arch: Serial, shape, prior: Any, store: Any, *, window: bool, d
     path = store_path(store, key)
     with _writer_lock(path, progress):
         persist.restore_interrupted_swap(path)
-        if path.exists() and _reusable(path, key, overwrite, verify):
+        if path.exists() and _reusable(path, key, overwrite, verify, owned=path != Path(store)):
             return path, False
         partial = persist.sidecar(path, ".partial")
         group = _open_partial(partial, key, arch, prior, dt, window)
