@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 #: public name -> (module that defines it, attribute; None = the module itself)
 _EXPORTS = {
     "complete": ("bigntk.completion", "complete"), "NTKCompleter": ("bigntk.completion", "NTKCompleter"),
-    "inpaint": ("bigntk.inpaint", "inpaint"), "ntk": ("bigntk.kernels", "ntk"),
+    "inpaint": ("bigntk.apps.inpaint", "inpaint"), "ntk": ("bigntk.kernels", "ntk"),
     "nngp": ("bigntk.kernels", "nngp"), "priors": ("bigntk.priors", None),
 }
 

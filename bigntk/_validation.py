@@ -41,6 +41,17 @@ def check_matrix_and_mask(Y: Any, mask: Any = None, *, zero_one_mask: bool = Fal
     return Y, mask
 
 
+def check_image_shape(shape: Any) -> Tuple[int, int]:
+    """A pair (H, W) of positive integers, or ``ValueError``."""
+    try:
+        H, W = (int(s) for s in shape)
+    except (TypeError, ValueError):
+        raise ValueError(f"shape must be a pair (H, W), got {shape!r}") from None
+    if H < 1 or W < 1:
+        raise ValueError(f"shape must be positive, got {shape!r}")
+    return H, W
+
+
 def check_nonneg(name: str, value: float) -> float:
     """A finite number >= 0."""
     v = float(value)

@@ -14,7 +14,8 @@ Every store is a zarr v3 group with the attributes ``format`` (its kind, e.g. "b
   it in by renames, so a failed or killed write leaves the old store (or nothing) in place, never a
   half store; ``overwrite`` replaces only a store of the same kind, never an arbitrary directory.
 * **One writer at a time.** :func:`exclusive` holds an advisory lock (``fcntl.flock``) on a file
-  beside the store; a second writer of the same path fails at once with :class:`StoreBusyError`.
+  beside the store; a second writer of the same path fails at once with :class:`StoreBusyError`
+  (or, with ``wait=True``, waits for the first to finish).
 """
 from __future__ import annotations
 
@@ -30,8 +31,9 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-__all__ = ["StoreError", "StoreBusyError", "MissingChunkError", "store_kind", "exclusive", "replace_atomically",
-           "atomic_output", "create_array", "require_chunks", "checksum", "sidecar", "swap_into_place", "remove"]
+__all__ = ["StoreError", "StoreBusyError", "MissingChunkError", "store_kind", "exclusive", "is_locked",
+           "replace_atomically", "atomic_output", "create_array", "require_chunks", "checksum", "sidecar",
+           "swap_into_place", "remove"]
 
 
 class StoreError(ValueError):
@@ -66,15 +68,19 @@ def store_kind(path: str | os.PathLike) -> str | None:
 
 
 @contextlib.contextmanager
-def exclusive(path: str | os.PathLike) -> Iterator[None]:
-    """Hold the writer's lock of ``path`` (non-blocking; :class:`StoreBusyError` when taken)."""
+def exclusive(path: str | os.PathLike, wait: bool = False) -> Iterator[None]:
+    """Hold the writer's lock of ``path``.
+
+    ``wait=False``: fail at once with :class:`StoreBusyError` when another process holds it;
+    ``wait=True``: block until it is released (a cache entry being built by another process).
+    """
     import fcntl
 
     lock = sidecar(path, ".lock")
     lock.parent.mkdir(parents=True, exist_ok=True)
     with open(lock, "a+") as fh:
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except OSError as err:
             if err.errno in (errno.EAGAIN, errno.EACCES):
                 raise StoreBusyError(f"{path} is being written by another process; wait for it or "
@@ -84,6 +90,15 @@ def exclusive(path: str | os.PathLike) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def is_locked(path: str | os.PathLike) -> bool:
+    """True when another process holds the writer's lock of ``path`` (checked without waiting)."""
+    try:
+        with exclusive(path):
+            return False
+    except StoreBusyError:
+        return True
 
 
 def check_replaceable(path: str | os.PathLike, kind: str, overwrite: bool) -> None:

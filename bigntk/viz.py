@@ -44,7 +44,10 @@ def kernel_heatmap(
     cmap: str = "viridis",
     title: Optional[str] = None,
 ):
-    """Kernel row of ``pixel`` = (i, j) shown as an H×W image.
+    """Kernel row of ``pixel`` = (i, j) shown as an H×W image: K((i, j), (k, l)) at row k, column l.
+
+    The figure labels its axes (row k / column l, in pixels) and its colour bar (the kernel value,
+    ``− c_far`` when subtracted); the pixel itself is marked with a red cross.
 
     kernel : a CompactKernel / WindowKernel (anything with ``rows`` and ``image_shape``) or a dense
              (H·W, H·W) matrix (then ``image_shape`` or a square image).
@@ -52,8 +55,9 @@ def kernel_heatmap(
     as_array : return the (H, W) float64 array instead of a matplotlib Figure.
     """
     img = _row_image(kernel, pixel, image_shape)
+    c_far = getattr(kernel, "c_far", None)
     if subtract_far:
-        img = img - float(getattr(kernel, "c_far", None) if getattr(kernel, "c_far", None) is not None else img.min())
+        img = img - float(c_far if c_far is not None else img.min())
     if as_array:
         return img
     if ax is None:  # a pyplot-free Figure: works headless, no global state
@@ -63,8 +67,14 @@ def kernel_heatmap(
         ax = fig.subplots()
     else:
         fig = ax.figure
+    i, j = (int(p) for p in pixel)
     im = ax.imshow(img, cmap=cmap, interpolation="nearest")
-    ax.plot([pixel[1]], [pixel[0]], marker="+", color="red", markersize=8)
-    ax.set_title(title or f"CNTK row at pixel {tuple(int(p) for p in pixel)}")
-    fig.colorbar(im, ax=ax, fraction=0.046)
+    ax.plot([j], [i], marker="+", color="red", markersize=8)
+    ax.set_title(title or f"CNTK row at pixel ({i}, {j})")
+    ax.set_xlabel("column l (pixels)")
+    ax.set_ylabel("row k (pixels)")
+    what = "K((i, j), (k, l))"
+    if subtract_far:
+        what += " − c_far" if c_far is not None else " − min"
+    fig.colorbar(im, ax=ax, fraction=0.046).set_label(what)
     return fig

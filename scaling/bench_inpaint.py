@@ -69,9 +69,12 @@ def holes_mask(shape, target_missing: float, seed: int = 0, sides: tuple[int, in
 
 
 def run_case(case: str, args) -> dict:
-    from bigntk.apps.inpaint import masks
+    import torch
+
+    from bigntk.apps.inpaint import inpaint_with_report, masks
     from bigntk.apps.inpaint.metrics import peak_rss_gb
-    from bigntk.inpaint import inpaint
+
+    torch.set_num_threads(args.threads)
 
     if case == "target":
         shape, levels = (448, 704), 6
@@ -88,14 +91,15 @@ def run_case(case: str, args) -> dict:
     res = {"case": case, "shape": list(truth.shape), "missing_fraction": float((~obs).mean()),
            "n_observed": int(obs.sum()), "load_avg_1m_before": os.getloadavg()[0]}
     if case != "hires":
-        _, rb = inpaint(truth, obs, method="biharmonic", truth=truth, return_report=True)
+        _, rb = inpaint_with_report(truth, obs, method="biharmonic", truth=truth)
         res["biharmonic"] = {k: rb[k] for k in ("psnr", "ssim", "psnr_missing", "time_s")}
     epochs = args.hires_iters if case == "hires" else args.epochs
     t0 = time.perf_counter()
-    _, rc = inpaint(truth, obs, method="cntk", levels=levels, solver="cg", epochs=epochs, truth=truth,
-                    return_report=True, progress=False, cache_dir=args.cache_dir)
+    _, rc = inpaint_with_report(truth, obs, method="cntk", levels=levels, solver="cg", epochs=epochs, truth=truth,
+                                progress=False, cache_dir=args.cache_dir, boundary=args.boundary)
     res["cntk"] = {k: rc[k] for k in ("psnr", "ssim", "psnr_missing", "time_s")}
-    res["cntk"].update(levels=levels, cg_iterations=rc["info"].get("iterations"), cg_max_iter=epochs,
+    res["cntk"].update(levels=levels, boundary=args.boundary, padded_shape=rc["info"].get("padded_shape"),
+                       threads=torch.get_num_threads(), cg_iterations=rc["info"].get("iterations"), cg_max_iter=epochs,
                        wall_s=time.perf_counter() - t0,
                        info={k: rc["info"].get(k) for k in ("kernel_form", "kernel_cached", "kernel_time_s",
                                                             "solve_time_s", "predict_time_s", "final", "stopped",
@@ -112,17 +116,21 @@ def main(argv=None) -> int:
     ap.add_argument("--hires-iters", type=int, default=100, help="CG iteration cap (hires)")
     ap.add_argument("--hires-levels", type=int, default=6)
     ap.add_argument("--cache-dir", default=None)
+    ap.add_argument("--boundary", default="open", choices=("open", "periodic"), help="CNTK boundary (default open)")
+    ap.add_argument("--out", type=Path, default=OUT, help="JSON results file")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads of each case")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         print("RESULT " + json.dumps(run_case(args.child, args)), flush=True)
         return 0
-    data = json.loads(OUT.read_text()) if OUT.is_file() else {"cases": {}}
+    data = json.loads(args.out.read_text()) if args.out.is_file() else {"cases": {}}
     data["meta"] = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs, no GPU",
                     "date": time.strftime("%Y-%m-%d")}
     for case in args.cases.split(","):
         cmd = [sys.executable, __file__, "--child", case, "--epochs", str(args.epochs), "--hires-iters",
-               str(args.hires_iters), "--hires-levels", str(args.hires_levels)]
+               str(args.hires_iters), "--hires-levels", str(args.hires_levels), "--boundary", args.boundary,
+               "--threads", str(args.threads)]
         if args.cache_dir:
             cmd += ["--cache-dir", args.cache_dir]
         proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -133,8 +141,8 @@ def main(argv=None) -> int:
         else:
             data["cases"][case] = json.loads(line[0][7:])
             print(json.dumps(data["cases"][case], indent=1), flush=True)
-        OUT.parent.mkdir(parents=True, exist_ok=True)
-        OUT.write_text(json.dumps(data, indent=1))
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(data, indent=1))
     return 0
 
 

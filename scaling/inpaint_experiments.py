@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 
 from bigntk.apps.inpaint import io, masks  # noqa: E402
 from bigntk.apps.inpaint.report import to_jsonable  # noqa: E402
-from bigntk.inpaint import inpaint  # noqa: E402
+from bigntk.apps.inpaint import inpaint_with_report  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "images"
 RESULTS = REPO / "scaling" / "results" / "inpaint_experiments.json"
@@ -106,7 +106,7 @@ def main(argv=None) -> int:
                     kw = dict(levels=args.levels, solver=args.solver, epochs=args.epochs)
                 elif method == "dip":
                     kw = dict(levels=args.levels, iterations=args.dip_iters, width=args.dip_width, seed=0)
-                res, rep = inpaint(truth, obs, method=method, truth=truth, progress=False, return_report=True, **kw)
+                res, rep = inpaint_with_report(truth, obs, method=method, truth=truth, progress=False, **kw)
                 if images.index(path) < 2:  # keep the completed images of the panel rows
                     PANELS.mkdir(parents=True, exist_ok=True)
                     np.save(PANELS / f"{path.stem}_{mk}_{method}_{args.size}.npy", res)

@@ -259,15 +259,17 @@ def test_store_full_roundtrip_resume_and_noop(tmp_path, monkeypatch):
     monkeypatch.setattr(store_mod, "stream_blocks", boom)
     compact_kernel(arch, shape, store=path, form="full")
     monkeypatch.undo()
-    # simulate an interrupted build: block 2 lost -> resume computes only it
+    # an incomplete store in place (not written by this library) is rebuilt, with a warning
     g = zarr.open_group(str(path), mode="r+")
     g["C"][2] = 0.0
     g["done"][2] = 0
     g.attrs["complete"] = False
     with pytest.raises(RuntimeError, match="incomplete"):
         open_kernel(path)
-    k3 = compact_kernel(arch, shape, store=path, form="full")
+    with pytest.warns(RuntimeWarning, match="damaged"):
+        k3 = compact_kernel(arch, shape, store=path, form="full")
     assert torch.equal(k3.to_dense(), ref.to_dense())
+    g = zarr.open_group(str(path), mode="r+")
     # corruption is detected by the checksum
     g["C"][1, 1, 0, 0] = 123.0
     with pytest.raises(RuntimeError, match="checksum"):
@@ -288,3 +290,99 @@ def test_store_window_and_content_addressed_dir(tmp_path):
     assert rel_err(k2.to_dense(), compact_kernel(arch, (24, 32), form="full", method="stream").to_dense()) < 1e-5
     with pytest.raises(FileNotFoundError):
         open_kernel(tmp_path / "missing.zarr")
+
+
+def test_interrupted_build_leaves_no_store_and_resumes_its_partial_directory(tmp_path, monkeypatch):
+    import bigntk.kernels.cntk.store as store_mod
+    from bigntk import persist
+
+    arch, shape, path = dip(2), (8, 8), tmp_path / "k.zarr"
+    real, computed = store_mod.stream_blocks, []
+
+    def interrupted(*a, sink, skip, **k):  # dies after two blocks, like a killed process
+        def sink2(y0, block):
+            if len(computed) == 2:
+                raise KeyboardInterrupt
+            computed.append(y0)
+            return sink(y0, block)
+        return real(*a, sink=sink2, skip=skip, **k)
+
+    monkeypatch.setattr(store_mod, "stream_blocks", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        compact_kernel(arch, shape, store=path, form="full", block_rows=1, method="stream")
+    assert not path.exists() and persist.sidecar(path, ".partial").exists()  # never visible half written
+
+    def counting(*a, skip, **k):
+        computed.extend(y0 for y0 in range(4) if not skip(y0))
+        return real(*a, skip=skip, **k)
+
+    computed.clear()
+    monkeypatch.setattr(store_mod, "stream_blocks", counting)
+    k = compact_kernel(arch, shape, store=path, form="full", block_rows=1, method="stream")
+    assert computed == [2, 3]  # only the blocks the interrupted build had not written
+    assert not persist.sidecar(path, ".partial").exists()
+    assert torch.equal(k.to_dense(), compact_kernel(arch, shape, form="full", method="stream").to_dense())
+
+
+def test_missing_chunk_is_an_error_and_a_rebuild_repairs_it(tmp_path):
+    from bigntk import persist
+
+    arch, shape = dip(2), (8, 8)
+    path = tmp_path / "k.zarr"
+    ref = compact_kernel(arch, shape, form="full", method="stream").to_dense()
+    compact_kernel(arch, shape, store=path, form="full", block_rows=1)
+    next(p for p in (path / "C" / "c").rglob("*") if p.is_file()).unlink()
+    with pytest.raises(persist.MissingChunkError, match="missing"):
+        open_kernel(path)
+    with pytest.warns(RuntimeWarning, match="damaged"):
+        k = compact_kernel(arch, shape, store=path, form="full")
+    assert torch.equal(k.to_dense(), ref)
+    # the window form's checksum is confirmed on every open
+    wpath = tmp_path / "w.zarr"
+    compact_kernel(arch, (16, 16), store=wpath)
+    import zarr
+
+    zarr.open_group(str(wpath), mode="r+")["C_window"][0, 0, 0, 0] = 1.0
+    with pytest.raises(RuntimeError, match="checksum"):
+        open_kernel(wpath)
+
+
+def test_window_store_is_size_independent_and_opens_in_xarray(tmp_path):
+    xr = pytest.importorskip("xarray")
+    arch = dip(2)
+    a = compact_kernel(arch, (16, 16), store=tmp_path)
+    b = compact_kernel(arch, (24, 32), store=tmp_path)  # served from the same store
+    assert len(list(tmp_path.glob("cntk-*.zarr"))) == 1 and b.image_shape == (24, 32)
+    assert torch.equal(a.C_window, b.C_window)
+    ds = xr.open_zarr(next(tmp_path.glob("cntk-*.zarr")), consolidated=False)
+    assert ds["C_window"].dims == ("phase_y", "phase_x", "window_y", "window_x")
+    assert ds["C_window"].shape == (4, 4, 7, 7)
+    full = tmp_path / "full.zarr"
+    compact_kernel(arch, (8, 8), store=full, form="full", block_rows=2)
+    ds = xr.open_zarr(full, consolidated=False)
+    assert ds["C"].dims == ("phase_y", "phase_x", "offset_y", "offset_x") and ds["done"].dims == ("block",)
+    assert np.array_equal(ds["C"].values, compact_kernel(arch, (8, 8), form="full").C.numpy())
+
+
+@pytest.mark.parametrize("s,c,up,act", [(3, 1, "nearest", "relu"), (2, 2, "bilinear", "leaky_relu")])
+def test_finite_network_has_the_kernels_layer_sequence(s, c, up, act):
+    from torch import nn
+
+    arch = dip(s, convs_per_level=c, upsample=up, activation=act, filter=5)
+    net = arch.network(width=8, in_channels=4, out_channels=3, output="sigmoid")
+    mods = list(net)
+    assert len(mods) == len(arch) + 1 and isinstance(mods[-1], nn.Sigmoid)
+    want = {Conv: nn.Conv2d, ReLU: nn.ReLU, LeakyReLU: nn.LeakyReLU, Down: type(Down().module(1, 1)), Up: nn.Upsample}
+    for layer, mod in zip(arch, mods):
+        assert type(mod) is want[type(layer)], (layer, mod)
+        if isinstance(layer, Conv):
+            assert mod.kernel_size == (5, 5) and mod.padding_mode == "circular"
+        if isinstance(layer, Up):
+            assert mod.mode == ("nearest" if up == "nearest" else "bilinear")
+        if isinstance(layer, LeakyReLU) and not isinstance(layer, ReLU):
+            assert mod.negative_slope == layer.negative_slope
+    convs = [m for m in mods if isinstance(m, nn.Conv2d)]
+    assert convs[0].in_channels == 4 and convs[-1].out_channels == 3
+    assert all(m.out_channels == 8 for m in convs[:-1])
+    out = net(torch.rand(1, 4, 16, 16))
+    assert out.shape == (1, 3, 16, 16) and arch.output_shape((16, 16)) == (16, 16)

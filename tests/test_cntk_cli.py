@@ -21,11 +21,14 @@ def test_heatmap_is_the_kernel_row(prior):
     assert img[3, 5] == img.max()  # a pixel is most similar to itself (8x8, s=2)
     fig = kernel_heatmap(K, pixel=(3, 5))
     assert len(fig.axes) == 2  # image + colour bar
+    ax, bar = fig.axes
+    assert "row" in ax.get_ylabel() and "column" in ax.get_xlabel() and "K((i, j), (k, l))" in bar.get_ylabel()
 
 
 def test_heatmap_of_compact_kernel_and_errors():
     k = compact_kernel(dip(2), (16, 16))
     img = kernel_heatmap(k, (4, 6), as_array=True, subtract_far=True)
+    assert kernel_heatmap(k, (4, 6), subtract_far=True).axes[1].get_ylabel().endswith("− c_far")
     far = img[12, 14]  # far from (4, 6): exactly c_far - c_far
     assert abs(far) < 1e-6 and img[4, 6] > 0
     with pytest.raises(ValueError, match="outside"):
@@ -52,3 +55,26 @@ def test_cli_build_info_heatmap(tmp_path, capsys):
     # errors are reported, not raised
     assert main(["kernel", "info", str(tmp_path / "nope.zarr")]) == 2
     assert main(["kernel", "build", "--levels", "3", "--shape", "12x12", "--store", store, "--quiet"]) == 2
+
+
+def test_cli_build_repairs_a_damaged_store_and_takes_compute_options(tmp_path, capsys):
+    import zarr
+
+    store = tmp_path / "k.zarr"
+    args = ["kernel", "build", "--levels", "2", "--shape", "8x8", "--form", "full", "--store", str(store),
+            "--quiet", "--memory-budget", "64MB", "--threads", "1", "--dtype", "float64"]
+    assert main(args) == 0 and "built" in capsys.readouterr().out
+    ref = compact_kernel(dip(2), (8, 8), form="full", dtype=torch.float64).C.numpy()
+    assert main(args) == 0 and "intact, reused" in capsys.readouterr().out
+    g = zarr.open_group(str(store), mode="r+")
+    g["C"][1, 1, 0, 0] = 123.0  # altered data: only the checksum can tell
+    with pytest.warns(RuntimeWarning, match="damaged"):
+        assert main(args) == 0
+    assert "built" in capsys.readouterr().out
+    assert np.array_equal(zarr.open_group(str(store))["C"][...], ref)
+    next(p for p in (store / "C" / "c").rglob("*") if p.is_file()).unlink()  # a deleted chunk
+    with pytest.warns(RuntimeWarning, match="damaged"):
+        assert main(args) == 0
+    assert np.array_equal(zarr.open_group(str(store))["C"][...], ref)
+    with pytest.raises(SystemExit):
+        main(args[:-6] + ["--memory-budget", "lots"])

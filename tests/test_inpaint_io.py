@@ -129,3 +129,29 @@ def test_report_keys(tmp_path):
                                              "settings": {"a": np.float32(1.5), "p": tmp_path}}
     data = json.loads(write_report(tmp_path / "r.json", rep).read_text())
     assert set(REPORT_KEYS) <= set(data) and data["psnr"] is None and data["settings"]["a"] == 1.5
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_uint16_rgb_round_trip_keeps_16_bits(tmp_path, suffix):
+    rgb16 = np.random.default_rng(5).integers(0, 65536, size=(9, 11, 3), dtype=np.uint16)
+    path = io.save_image(tmp_path / f"c{suffix}", io.to_float01(rgb16), "uint16")
+    img, stored = io.load_image(path)
+    assert stored == np.uint16 and img.shape == (9, 11, 3)
+    assert np.array_equal(io.from_float01(img, "uint16"), rgb16)  # not reduced to 8 bits
+
+
+def test_cli_16_bit_rgb_in_gives_16_bit_rgb_out(tmp_path):
+    from bigntk.cli import main
+
+    y, x = np.mgrid[0:24, 0:32] / 32.0
+    rgb = np.stack([x, y, 0.5 * (x + y)], axis=-1)
+    rgb16 = np.round(rgb * 65535).astype(np.uint16)
+    obs = masks.center_hole((24, 32), 6)
+    io.save_image(tmp_path / "in.png", io.to_float01(rgb16), "uint16")
+    io.save_image(tmp_path / "m.png", obs.astype(np.float32))
+    assert main(["inpaint", str(tmp_path / "in.png"), "--mask", str(tmp_path / "m.png"), "--method", "biharmonic",
+                 "--out", str(tmp_path / "out.png"), "--quiet"]) == 0
+    raw = io.read_raw(tmp_path / "out.png")
+    assert raw.dtype == np.uint16 and raw.shape == (24, 32, 3)
+    assert np.array_equal(raw[obs], rgb16[obs])  # observed pixels keep every bit
+    assert len(np.unique(raw[..., 0] % 257)) > 1  # genuinely 16-bit values, not 8-bit ones scaled

@@ -113,3 +113,23 @@ def test_sigkill_during_overwrite_keeps_the_old_store(tmp_path):
     with persist.replace_atomically(target, "demo", overwrite=True) as tmp:  # the lock died with the writer
         _store(tmp)
     assert persist.store_kind(target) == "demo" and not list(tmp_path.glob(".s.zarr.tmp-*"))
+
+
+def test_a_waiting_writer_gets_the_lock_when_the_first_releases_it(tmp_path):
+    import threading
+    import time
+
+    target, order = tmp_path / "s.zarr", []
+
+    def second():
+        with persist.exclusive(target, wait=True):
+            order.append("second")
+
+    with persist.exclusive(target):
+        assert persist.is_locked(target)
+        t = threading.Thread(target=second)
+        t.start()
+        time.sleep(0.2)
+        order.append("first done")
+    t.join(5)
+    assert order == ["first done", "second"] and not persist.is_locked(target)

@@ -13,7 +13,7 @@ import sys
 from typing import Sequence
 
 #: Subcommand modules, in help order.
-COMMAND_MODULES = ("complete", "demo", "kernel", "inpaint", "cmap", "lowrank")
+COMMAND_MODULES = ("complete", "demo", "kernel", "inpaint", "cache", "cmap", "lowrank")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -77,6 +77,16 @@ def add_device_args(parser: argparse.ArgumentParser) -> None:
     add_compute_args(parser)
 
 
+def parse_size(text: str) -> int:
+    """A size such as 20GB or 512MiB (argparse type)."""
+    from ..backend import parse_bytes
+
+    try:
+        return parse_bytes(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err).replace("memory budget", "size")) from None
+
+
 def add_ntk_args(parser: argparse.ArgumentParser) -> None:
     """Architecture and regularisation of the fully connected NTK."""
     parser.add_argument("--depth", type=int, default=1, help="number of hidden layers (default 1)")

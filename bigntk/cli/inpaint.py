@@ -2,7 +2,8 @@
 
     bigntk inpaint IMAGE --mask MASK [--truth GT] --out OUT.png [--report R.json]
                    [--method cntk|biharmonic|dip] [--levels 6] [--solver auto|direct|eigenpro|cg]
-                   [--device cpu|cuda] [--mask-missing-value zero|nonzero] [--marker V]
+                   [--boundary open|periodic] [--device cpu|cuda] [--dtype float32|float64]
+                   [--memory-budget 4GB] [--threads N] [--mask-missing-value zero|nonzero] [--marker V]
     bigntk inpaint --batch DIR --mask-dir MASKS --out OUTDIR [...]
 
 In ``--batch`` mode every image in DIR is paired with the mask of the same stem in --mask-dir
@@ -11,9 +12,11 @@ In ``--batch`` mode every image in DIR is paired with the mask of the same stem 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from pathlib import Path
+
+from ..apps.inpaint.geometry import BOUNDARIES
+from ..solvers.policy import SOLVERS
+from ._common import add_compute_args, compute_kwargs
 
 __all__ = ["register", "handler"]
 
@@ -33,15 +36,17 @@ def register(subparsers) -> None:
     p.add_argument("--levels", type=int, default=6, help="down/up-sampling levels (cntk, dip)")
     p.add_argument("--filter", type=int, default=3, help="conv filter size q")
     p.add_argument("--upsample", default="nearest", choices=("nearest", "bilinear"))
+    p.add_argument("--boundary", default="open", choices=BOUNDARIES,
+                   help="open (default): opposite borders do not wrap onto each other; periodic: they do")
     p.add_argument("--prior", default="stationary", choices=("stationary", "meshgrid", "identity"))
-    p.add_argument("--solver", default="auto", choices=("auto", "direct", "eigenpro", "cg"))
+    p.add_argument("--solver", default="auto", choices=SOLVERS)
     p.add_argument("--ridge", type=float, default=None, help="relative ridge (cntk)")
     p.add_argument("--epochs", type=int, default=None, help="solver epochs (cntk) / Adam iterations (dip)")
     p.add_argument("--tol", type=float, default=None,
                    help="CG stopping tolerance, relative residual (cntk; default 1e-3)")
     p.add_argument("--width", type=int, default=None, help="channels of the DIP network")
     p.add_argument("--cache-dir", default=None, help="kernel cache directory")
-    p.add_argument("--device", default=None)
+    add_compute_args(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch", metavar="DIR", help="inpaint every image in DIR")
     p.add_argument("--mask-dir", help="--batch: folder of masks named like the images")
@@ -50,10 +55,11 @@ def register(subparsers) -> None:
     p.set_defaults(func=handler)
 
 
-def _one(args, image: Path, mask: Path | None, truth: Path | None, out: Path, report_path: Path | None) -> dict:
+def _one(args, image: Path, mask: Path | None, truth: Path | None, out: Path, report_path: Path | None,
+         compute: dict) -> dict:
     from ..apps.inpaint import io
     from ..apps.inpaint.report import write_report
-    from ..inpaint import inpaint
+    from ..apps.inpaint import inpaint_with_report
 
     if mask is None and args.marker is None:
         raise ValueError(f"{image}: give --mask (or --mask-dir) or --marker")
@@ -66,12 +72,12 @@ def _one(args, image: Path, mask: Path | None, truth: Path | None, out: Path, re
     if args.tol is not None:
         extra["tol"] = args.tol
     _, stored = io.load_image(image)
-    result, report = inpaint(str(image), mask_arr, method=args.method, levels=args.levels,
+    result, report = inpaint_with_report(str(image), mask_arr, method=args.method, levels=args.levels,
                              solver=args.solver, prior=args.prior, filter=args.filter,
-                             upsample=args.upsample, ridge=args.ridge, epochs=args.epochs,
-                             device=args.device, cache_dir=args.cache_dir, marker=args.marker,
+                             upsample=args.upsample, boundary=args.boundary, ridge=args.ridge, epochs=args.epochs,
+                             cache_dir=args.cache_dir, marker=args.marker, **compute,
                              truth=str(truth) if truth else None, seed=args.seed,
-                             progress=not args.quiet, return_report=True, **extra)
+                             progress=not args.quiet, **extra)
     io.save_image(out, result, stored if stored in ("uint8", "uint16") else "uint8")
     report["image"], report["output"] = str(image), str(out)
     if report_path is not None:
@@ -90,6 +96,7 @@ def _summary(report: dict) -> str:
 def handler(args) -> int:
     from ..apps.inpaint.io import IMAGE_SUFFIXES
 
+    compute = compute_kwargs(args)
     if args.batch:
         folder = Path(args.batch)
         if not folder.is_dir():
@@ -110,13 +117,13 @@ def handler(args) -> int:
 
         for img in images:
             rep = _one(args, img, find(args.mask_dir, img.stem), find(args.truth_dir, img.stem),
-                       out_dir / f"{img.stem}.png", out_dir / f"{img.stem}.json")
+                       out_dir / f"{img.stem}.png", out_dir / f"{img.stem}.json", compute)
             print(f"{img.name}: {_summary(rep)}")
         return 0
     if not args.image:
         raise ValueError("give IMAGE or --batch DIR")
     rep = _one(args, Path(args.image), Path(args.mask) if args.mask else None,
                Path(args.truth) if args.truth else None, Path(args.out),
-               Path(args.report) if args.report else None)
+               Path(args.report) if args.report else None, compute)
     print(_summary(rep))
     return 0

@@ -5,6 +5,8 @@ import argparse
 import json
 import time
 
+from ._common import add_compute_args, compute_kwargs
+
 
 def _shape(text: str):
     try:
@@ -38,9 +40,10 @@ def register(subparsers) -> None:
     b.add_argument("--prior", default="stationary", choices=["stationary", "identity"])
     b.add_argument("--form", default="auto", choices=["auto", "window", "full"],
                    help="window (far-field form, size independent) where it holds; full otherwise")
-    b.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     b.add_argument("--workers", type=int, default=1, help="Dask threads for streamed blocks")
     b.add_argument("--store", required=True, help="path ending in .zarr, or a cache directory")
+    b.add_argument("--overwrite", action="store_true", help="replace a store holding a different kernel")
+    add_compute_args(b)
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=_build)
 
@@ -59,15 +62,21 @@ def register(subparsers) -> None:
 
 
 def _build(args) -> int:
-    from ..kernels.cntk import compact_kernel, dip
+    from ..kernels.cntk import dip, ensure_store, open_kernel
+    from ..kernels.cntk.build import resolve_form
 
     arch = dip(args.levels, filter=args.filter, convs_per_level=args.convs_per_level, upsample=args.upsample,
                activation=args.activation, negative_slope=args.negative_slope)
+    compute = compute_kwargs(args)
     t0 = time.perf_counter()
-    k = compact_kernel(arch, args.shape, args.prior, store=args.store, form=args.form, dtype=args.dtype,
-                       workers=args.workers, progress=not args.quiet)
+    # verify=True: a damaged store (missing chunk, altered data) is rebuilt, never reported as built
+    path, built = ensure_store(arch, args.shape, args.prior, args.store,
+                               window=resolve_form(arch, args.shape, args.prior, args.form), workers=args.workers,
+                               progress=not args.quiet, overwrite=args.overwrite, verify=True, **compute)
+    k = open_kernel(path, shape=args.shape, device=compute["device"])
     print(f"{type(k).__name__} {k.image_shape[0]}x{k.image_shape[1]} period={k.period} "
-          f"form={k.meta.get('form')} key={k.meta.get('key', '')[:16]} in {time.perf_counter() - t0:.2f} s")
+          f"form={k.meta.get('form')} key={k.meta.get('key', '')[:16]} {'built' if built else 'intact, reused'} "
+          f"in {time.perf_counter() - t0:.2f} s: {path}")
     return 0
 
 

@@ -18,7 +18,7 @@ without forming I: it adds τ² to the diagonal of the raw Gram and to every squ
 from .base import GramFactor, Prior, group_means
 from .concrete import (ConcatPrior, EmbeddingPrior, ExplicitPrior, FactorPrior, as_prior, concat, from_imputation,
                        one_hot)
-from .images import meshgrid, uniform
+from .images import meshgrid, prior_covariance, stationary_values, uniform
 
 __all__ = [
     "Prior",
@@ -33,4 +33,6 @@ __all__ = [
     "from_imputation",
     "meshgrid",
     "uniform",
+    "prior_covariance",
+    "stationary_values",
 ]

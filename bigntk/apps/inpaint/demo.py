@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import masks
 from .io import apply_mask, save_image
+from .masks import center_hole, strokes
+from .pipeline import inpaint_with_report
 from .report import to_jsonable
 
 __all__ = ["demo_inpainting", "astronaut"]
@@ -36,20 +37,18 @@ def demo_inpainting(out_dir: str | Path, *, size: int = 128, hole: int = 20, lev
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ...inpaint import inpaint
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     truth = astronaut(size)
-    obs = masks.center_hole(truth.shape, hole)
+    obs = center_hole(truth.shape, hole)
     # move the hole onto the face/helmet region and add thin scratches
     obs = np.roll(obs, (-size // 4, -size // 16), axis=(0, 1))
-    obs &= masks.strokes(truth.shape, count=3, width=max(2, size // 64), seed=0)
+    obs &= strokes(truth.shape, count=3, width=max(2, size // 64), seed=0)
     results = {}
     images = {}
     for method in ("cntk", "biharmonic"):
         kw = dict(levels=levels, solver=solver, epochs=epochs, device=device) if method == "cntk" else {}
-        out, rep = inpaint(truth, obs, method=method, truth=truth, progress=progress, return_report=True, **kw)
+        out, rep = inpaint_with_report(truth, obs, method=method, truth=truth, progress=progress, **kw)
         results[method], images[method] = rep, out
         save_image(out_dir / f"astronaut_{method}.png", out)
         if verbose:

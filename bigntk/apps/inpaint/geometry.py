@@ -1,9 +1,18 @@
-"""Padding to a multiple of 2^levels and the paper's minimum-depth rule.
+"""Padding to a multiple of 2^levels, the open boundary, and the paper's minimum-depth rule.
 
 An encoder–decoder with ``levels`` down/up-sampling stages needs H and W divisible by
-2^levels. Other sizes are **reflect-padded** at the bottom/right to the next multiple and the
-result is cropped back; padded pixels are marked *missing* (they carry no new data, and the
-model fills them like any other missing pixel).
+2^levels. Other sizes are **padded** at the bottom/right to the next multiple and the result is
+cropped back; padded pixels are marked *missing* (they carry no new data, and the model fills
+them like any other missing pixel).
+
+Boundary. The networks use circular padding, so on the image grid itself the kernel is periodic:
+the left border is the right border's neighbour, and a hole touching one border is filled partly
+from the opposite one. ``boundary="open"`` (the default) pads by at least 2^levels − 1 further
+unobserved pixels per axis (:func:`boundary_margin`): with nearest upsampling the CNTK between two
+pixels farther apart than 2^levels − 1 is the far-field constant, the same for every such pair, so
+no observed pixel of one border reaches the other except through that constant. ``"periodic"``
+pads only to the multiple (the image wraps around). The open boundary costs the extra pixels in
+every kernel product (448 × 704 at 6 levels: 512 × 768, 1.25× the pixels).
 
 Minimum depth (Radhakrishnan et al. 2022): a missing square of side m needs at least
 ⌊log2(m + 1)⌋ levels so that the receptive field spans the hole. The largest hole is measured
@@ -19,28 +28,38 @@ import warnings
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["padded_shape", "pad_reflect", "crop", "largest_hole", "min_levels", "check_depth",
-           "DepthWarning"]
+__all__ = ["BOUNDARIES", "boundary_margin", "padded_shape", "pad_reflect", "crop", "largest_hole", "min_levels",
+           "check_depth", "DepthWarning"]
+
+#: boundary conditions of the padded grid (module docstring)
+BOUNDARIES = ("open", "periodic")
 
 
 class DepthWarning(UserWarning):
     """Too few levels for the largest hole (paper's minimum-depth rule)."""
 
 
-def padded_shape(shape: tuple[int, int], levels: int) -> tuple[int, int]:
-    """(H', W'): the smallest multiples of 2**levels that are ≥ (H, W)."""
+def boundary_margin(levels: int, boundary: str = "open") -> int:
+    """Unobserved pixels added per axis beyond the image before rounding up: 2**levels − 1 (open) or 0."""
+    if boundary not in BOUNDARIES:
+        raise ValueError(f"unknown boundary {boundary!r}; choose one of {BOUNDARIES}")
+    return 2 ** int(levels) - 1 if boundary == "open" else 0
+
+
+def padded_shape(shape: tuple[int, int], levels: int, margin: int = 0) -> tuple[int, int]:
+    """(H', W'): the smallest multiples of 2**levels that are ≥ (H + margin, W + margin)."""
     step = 2 ** int(levels)
-    return tuple(int(math.ceil(s / step) * step) for s in shape[:2])
+    return tuple(int(math.ceil((s + margin) / step) * step) for s in shape[:2])
 
 
-def pad_reflect(img: np.ndarray, observed: np.ndarray, levels: int) -> tuple[np.ndarray, np.ndarray]:
-    """Reflect-pad image (H, W[, C]) and mask (H, W) to multiples of 2**levels.
+def pad_reflect(img: np.ndarray, observed: np.ndarray, levels: int, margin: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Reflect-pad image (H, W[, C]) and mask (H, W) to :func:`padded_shape` (``margin``: see there).
 
     Padding goes at the bottom and right; padded mask entries are False (missing).
     Returns ``(img_padded, observed_padded)``.
     """
     H, W = observed.shape
-    Hp, Wp = padded_shape((H, W), levels)
+    Hp, Wp = padded_shape((H, W), levels, margin)
     widths = [(0, Hp - H), (0, Wp - W)] + [(0, 0)] * (img.ndim - 2)
     # np.pad's "reflect" repeats the reflection when the pad exceeds the axis length
     img_p = np.pad(img, widths, mode="reflect") if (Hp, Wp) != (H, W) else img

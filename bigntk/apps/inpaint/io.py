@@ -27,19 +27,34 @@ __all__ = [
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".npy")
 
 
-def _read_raw(path: str | Path) -> np.ndarray:
+def read_raw(path: str | Path) -> np.ndarray:
+    """An image file's stored values at their bit depth: PNG through imagecodecs (Pillow reduces 16-bit
+    RGB to 8 bits), TIFF through tifffile, other formats (JPEG, BMP: 8-bit) through Pillow, ``.npy`` as saved.
+
+    Palette images come back as RGB, grey + alpha as grey; shape (H, W) or (H, W, C).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such image file: {path}")
-    if path.suffix.lower() == ".npy":
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
         return np.load(path)
-    with Image.open(path) as im:
-        if im.mode in ("P", "PA", "LA", "RGBA", "CMYK", "YCbCr", "1"):
-            im = im.convert("RGB" if im.mode not in ("LA", "1") else "L")
-        if im.mode == "I;16B":
-            im = im.convert("I;16")
-        arr = np.array(im)
-    if arr.dtype == np.int32:  # 16-bit PNGs may come back as mode "I"
+    if suffix == ".png":
+        import imagecodecs
+
+        arr = imagecodecs.png_decode(path.read_bytes())
+    elif suffix in (".tif", ".tiff"):
+        import tifffile
+
+        arr = tifffile.imread(path)
+    else:
+        with Image.open(path) as im:
+            if im.mode in ("P", "PA", "LA", "RGBA", "CMYK", "YCbCr", "1"):
+                im = im.convert("RGB" if im.mode not in ("LA", "1") else "L")
+            arr = np.array(im)
+    if arr.ndim == 3 and arr.shape[2] == 2:  # grey + alpha
+        arr = arr[..., 0]
+    if arr.dtype == np.int32:  # 16-bit grey through Pillow's mode "I"
         arr = np.clip(arr, 0, 65535).astype(np.uint16)
     return arr
 
@@ -87,34 +102,42 @@ def from_float01(img: np.ndarray, dtype: str | np.dtype = "uint8") -> np.ndarray
 
 
 def load_image(path: str | Path) -> tuple[np.ndarray, np.dtype]:
-    """Read an image file (PNG/JPG/TIFF/BMP via Pillow, or ``.npy``).
+    """Read an image file (PNG, TIFF, JPEG, BMP or ``.npy``; :func:`read_raw`).
 
     Returns ``(image, stored_dtype)``: image float32 in [0, 1], shape (H, W) or (H, W, 3),
-    and the file's dtype (so the result can be written back at the same bit depth).
+    and the file's dtype (uint8, uint16, ...: write the result back at the same bit depth).
     """
-    raw = _read_raw(path)
+    raw = read_raw(path)
     return to_float01(raw), raw.dtype
 
 
 def save_image(path: str | Path, img: np.ndarray, dtype: str | np.dtype = "uint8") -> Path:
-    """Write a [0, 1] image. ``.npy`` keeps float32; otherwise uint8 (or uint16 for grey images).
+    """Write a [0, 1] image at bit depth ``dtype`` (uint8 or uint16); ``.npy`` keeps float32.
 
-    16-bit RGB cannot be written by Pillow: it falls back to 8 bits with a warning.
+    PNG (imagecodecs) and TIFF (tifffile) store 8 or 16 bits, grey or RGB; JPEG and BMP store 8 bits
+    (uint16 is written as 8 bits there, with a warning).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() == ".npy":
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
         np.save(path, np.clip(np.asarray(img, dtype=np.float32), 0, 1))
         return path
-    dtype = np.dtype(dtype)
-    if dtype != np.uint16:
-        dtype = np.dtype(np.uint8)
-    if dtype == np.uint16 and np.ndim(img) == 3:
-        warnings.warn("16-bit RGB output is not supported by Pillow; writing 8 bits", stacklevel=2)
+    dtype = np.dtype(np.uint16) if np.dtype(dtype) == np.uint16 else np.dtype(np.uint8)
+    if dtype == np.uint16 and suffix not in (".png", ".tif", ".tiff"):
+        warnings.warn(f"{suffix} stores 8 bits per channel; writing 8 bits (use .png or .tif for 16)", stacklevel=2)
         dtype = np.dtype(np.uint8)
     arr = from_float01(img, dtype)
-    im = Image.fromarray(arr)  # uint16 (H, W) -> mode "I;16"
-    im.save(path)
+    if suffix == ".png":
+        import imagecodecs
+
+        path.write_bytes(imagecodecs.png_encode(arr))
+    elif suffix in (".tif", ".tiff"):
+        import tifffile
+
+        tifffile.imwrite(path, arr, photometric="rgb" if arr.ndim == 3 else "minisblack")
+    else:
+        Image.fromarray(arr).save(path)
     return path
 
 
@@ -135,7 +158,7 @@ def as_mask(mask: np.ndarray, nonzero_means: Literal["observed", "missing"] = "o
 
 def load_mask(path: str | Path, nonzero_means: Literal["observed", "missing"] = "observed") -> np.ndarray:
     """Read a mask image; return bool (H, W), True = observed."""
-    return as_mask(_read_raw(path), nonzero_means)
+    return as_mask(read_raw(path), nonzero_means)
 
 
 def mask_from_marker(raw: np.ndarray, marker: float) -> tuple[np.ndarray, np.ndarray]:

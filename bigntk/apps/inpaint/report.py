@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["REPORT_KEYS", "to_jsonable", "write_report"]
+__all__ = ["REPORT_KEYS", "require_keys", "to_jsonable", "write_report"]
 
 REPORT_KEYS = ("method", "psnr", "ssim", "psnr_missing", "time_s", "peak_rss_gb", "settings")
 
@@ -40,11 +40,17 @@ def to_jsonable(obj: Any) -> Any:
     return str(obj)
 
 
-def write_report(path: str | Path, report: dict) -> Path:
-    """Write ``report`` as indented JSON (atomically: temp file then rename)."""
+def require_keys(report: dict) -> dict:
+    """``report`` itself when it has every key of :data:`REPORT_KEYS`, else ``ValueError``."""
     missing = [k for k in REPORT_KEYS if k not in report]
     if missing:
         raise ValueError(f"report lacks keys {missing}")
+    return report
+
+
+def write_report(path: str | Path, report: dict) -> Path:
+    """Write ``report`` as indented JSON (atomically: temp file then rename)."""
+    require_keys(report)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")

@@ -64,23 +64,24 @@ from .layers import (
     dip,
     serial,
 )
-from .dense import dense_kernel, prior_covariance
+from .dense import dense_kernel
+from ...priors.images import prior_covariance  # its home; re-exported for kernel users
 from .compact import (
     CompactKernel,
     WindowKernel,
-    compact_kernel,
     compact_arrays,
     window_arrays,
     null_space_basis,
     null_space_dim,
     window_condition,
 )
-from .store import open_kernel, kernel_key
+from .store import DamagedStoreError, ensure_store, kernel_key, open_kernel
+from .build import compact_kernel
 
 __all__ = [
     "Conv", "ReLU", "LeakyReLU", "Down", "Up", "Serial", "serial", "dip",
     "dense_kernel", "prior_covariance",
     "compact_kernel", "compact_arrays", "window_arrays", "CompactKernel", "WindowKernel",
     "window_condition", "null_space_dim", "null_space_basis",
-    "open_kernel", "kernel_key",
+    "open_kernel", "kernel_key", "ensure_store", "DamagedStoreError",
 ]

@@ -11,14 +11,19 @@ from typing import Any, Callable, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from ...backend import ACCUM_DTYPE, free_memory_bytes, resolve_device, resolve_dtype
-from .dense import stationary_values
+from ... import backend
+from ...backend import ACCUM_DTYPE, resolve_device, resolve_dtype
+from ...priors.images import stationary_values
 from .layers import Conv, LeakyReLU, Serial, Up, check_shape
 
 __all__ = [
     "CompactKernel",
     "WindowKernel",
-    "compact_kernel",
+    "FORMS",
+    "check_compact",
+    "block_rows_for",
+    "stream_block_rows",
+    "stream_blocks",
     "compact_arrays",
     "window_arrays",
     "window_condition",
@@ -30,7 +35,7 @@ FORMS = ("auto", "window", "full")
 
 
 # ------------------------------------------------------------------------------------ validation
-def _check_compact(arch: Serial, shape, prior) -> Tuple[Tuple[int, int], Tuple[float, float]]:
+def check_compact(arch: Serial, shape, prior) -> Tuple[Tuple[int, int], Tuple[float, float]]:
     if not isinstance(arch, Serial):
         raise TypeError(f"arch must be a Serial architecture (e.g. dip(3)), got {type(arch).__name__}")
     shape = check_shape(shape)
@@ -63,7 +68,7 @@ def window_condition(arch: Serial, shape, prior: Any = "stationary") -> bool:
     |v| ≤ P − 1 (per axis) and the box values do not depend on (H, W).
     """
     try:
-        shape, _ = _check_compact(arch, shape, prior)
+        shape, _ = check_compact(arch, shape, prior)
     except ValueError:
         return False
     P = arch.output_period()[0]
@@ -101,7 +106,7 @@ def _to_public(X: torch.Tensor) -> torch.Tensor:
 
 def compact_arrays(arch: Serial, shape, prior: Any = "stationary", *, device=None, dtype=None) -> torch.Tensor:
     """Full compact form C, shape (P, P, H, W), computed in memory (see package docstring)."""
-    shape, vals = _check_compact(arch, shape, prior)
+    shape, vals = check_compact(arch, shape, prior)
     dev, dt = resolve_device(device), resolve_dtype(dtype)
     return _to_public(_compact_internal(arch, shape, vals, dev, dt))
 
@@ -180,12 +185,21 @@ def _expand_block(window: torch.Tensor, c_far: float, y0: int, y1: int, shape, d
     return out
 
 
-def _block_rows(P: int, H: int, W: int, R: int, itemsize: int, budget: int) -> int:
-    """Largest divisor b of P whose streamed block (b + 2R phase rows, ~4 live arrays) fits budget."""
+def block_rows_for(P: int, H: int, W: int, R: int, itemsize: int, budget: int) -> int:
+    """Largest divisor b of P whose streamed block (b + 2R phase rows, ~4 live arrays) fits ``budget`` bytes."""
     for b in sorted((d for d in range(1, P + 1) if P % d == 0), reverse=True):
         if 4 * (b + 2 * R) * P * H * W * itemsize <= budget:
             return b
     return 1
+
+
+def stream_block_rows(arch: Serial, shape, dtype: torch.dtype, budget: int) -> int:
+    """Phase rows per streamed block of the full compact form of ``arch`` at ``shape`` within ``budget`` bytes."""
+    if not arch.n_up:
+        return arch.output_period()[0]
+    H, W = shape
+    R = sum(l.radius for l in arch.layers[arch.tail_start():] if isinstance(l, Conv))  # rows the tail consumes
+    return block_rows_for(arch.output_period()[0], H, W, R, torch.finfo(dtype).bits // 8, budget)
 
 
 def stream_blocks(
@@ -196,27 +210,25 @@ def stream_blocks(
     device=None,
     dtype=None,
     block_rows: Optional[int] = None,
-    memory_budget: Optional[int] = None,
+    memory_budget: int | str | None = None,
     skip: Callable[[int], bool] = lambda y0: False,
-    sink: Callable[[int, torch.Tensor], Any] = None,
+    sink: Optional[Callable[[int, torch.Tensor], Any]] = None,
     workers: int = 1,
     progress: bool = True,
     method: str = "auto",
-):
+) -> list:
     """Build the full compact form block by block over output y-phase rows (Dask threads).
 
     Each block (b, P, H, W) is handed to ``sink(y0, block)``; blocks for which ``skip(y0)`` is True
-    (already stored) are not computed. Peak memory ≈ pre-tail state + ``workers`` blocks.
+    (already stored) are not computed. Peak memory ≈ pre-tail state + ``workers`` blocks; the block
+    size b comes from ``memory_budget`` (bytes or a size string; :func:`bigntk.backend.memory_budget`).
     method : "stream" runs the layer recursion on each block; "window" expands the far-field window
         form (c_far everywhere, the window around offset 0); "auto" = window where it holds.
     Returns the list of sink results in block order.
     """
-    import dask
-    from tqdm.auto import tqdm
-
     if method not in ("auto", "stream", "window"):
         raise ValueError(f"method must be 'auto', 'stream' or 'window', got {method!r}")
-    shape, vals = _check_compact(arch, shape, prior)
+    shape, vals = check_compact(arch, shape, prior)
     dev, dt = resolve_device(device), resolve_dtype(dtype)
     use_window = window_condition(arch, shape, prior) if method == "auto" else method == "window"
     if use_window and not window_condition(arch, shape, prior):
@@ -225,40 +237,47 @@ def stream_blocks(
         C = compact_arrays(arch, shape, prior, device=dev, dtype=dt)
         return [sink(0, C)] if not skip(0) else []
     P = arch.output_period()[0]
-    H, W = shape
-    R = sum(l.radius for l in arch.layers[arch.tail_start():] if isinstance(l, Conv))
-    if memory_budget is None:
-        memory_budget = min(1 << 30, free_memory_bytes(dev) // 4)
-    b = block_rows or _block_rows(P, H, W, R, torch.finfo(dt).bits // 8, memory_budget)
+    b = block_rows or stream_block_rows(arch, shape, dt, backend.memory_budget(dev, memory_budget))
     if P % b:
         raise ValueError(f"block_rows must divide the period {P}, got {b}")
     starts = [y0 for y0 in range(0, P, b) if not skip(y0)]
+    make = _block_maker(arch, shape, prior, vals, dev, dt, b, use_window)
+    desc = f"CNTK {shape[0]}x{shape[1]} P={P}"
+    return _run_blocks(make, sink, starts, workers, tqdm_kw={"desc": desc, "unit": "block", "disable": not progress})
+
+
+def _block_maker(arch: Serial, shape, prior, vals, dev, dt, b: int, use_window: bool) -> Callable[[int], torch.Tensor]:
+    """y0 -> phase rows [y0, y0 + b) of the full compact form (public layout)."""
     if use_window:
         window, c_far, _ = window_arrays(arch, prior, device=dev, dtype=dt)
-        make = lambda y0: _expand_block(window, c_far, y0, y0 + b, shape, dt)
-    else:
-        S, T, period = _pretail(arch, shape, vals, dev, dt)
-        st_sum = S if T is None else S + T  # shared by every block
-        make = lambda y0: _tail_block(arch, S, T, period, y0, y0 + b, st_sum)
-    bar = tqdm(total=len(starts), desc=f"CNTK {H}x{W} P={P}", unit="block", disable=not progress)
+        return lambda y0: _expand_block(window, c_far, y0, y0 + b, shape, dt)
+    S, T, period = _pretail(arch, shape, vals, dev, dt)
+    st_sum = S if T is None else S + T  # shared by every block
+    return lambda y0: _tail_block(arch, S, T, period, y0, y0 + b, st_sum)
+
+
+def _run_blocks(make: Callable[[int], torch.Tensor], sink: Callable, starts: Sequence[int], workers: int,
+                tqdm_kw: dict) -> list:
+    """sink(y0, make(y0)) for every start, on ``workers`` Dask threads, with a progress bar."""
+    import dask
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(starts), **tqdm_kw)
     lock = threading.Lock()
 
     def task(y0):
-        block = make(y0)
-        out = sink(y0, block)
+        out = sink(y0, make(y0))
         with lock:
             bar.update(1)
         return out
 
     try:
         if workers <= 1:
-            results = [task(y0) for y0 in starts]
-        else:
-            results = list(dask.compute(*[dask.delayed(task)(y0) for y0 in starts],
-                                        scheduler="threads", num_workers=workers))
+            return [task(y0) for y0 in starts]
+        return list(dask.compute(*[dask.delayed(task)(y0) for y0 in starts], scheduler="threads",
+                                 num_workers=workers))
     finally:
         bar.close()
-    return results
 
 
 @lru_cache(maxsize=4)
@@ -353,7 +372,7 @@ class CompactKernel(_KernelBase):
     """
 
     def __init__(self, C: Any, image_shape, arch: Serial, prior: Any = "stationary", *, device=None,
-                 dtype=None, meta: Optional[dict] = None) -> None:
+                 dtype=None, meta: Optional[dict] = None, memory_budget: int | str | None = None) -> None:
         self.C = C
         self.image_shape = check_shape(image_shape)
         self.period = int(C.shape[0])
@@ -362,7 +381,8 @@ class CompactKernel(_KernelBase):
         self.dtype = C.dtype if isinstance(C, torch.Tensor) else resolve_dtype(dtype or str(C.dtype))
         if tuple(C.shape) != (self.period, self.period) + self.image_shape:
             raise ValueError(f"compact array must have shape (P, P, H, W), got {tuple(C.shape)}")
-        self._cache: dict = {}
+        self._cache: dict = {}  # stored chunks read so far, at most a quarter of the memory budget
+        self._cache_bytes = backend.memory_budget(self.device, memory_budget) // 4
 
     @property
     def in_memory(self) -> bool:
@@ -385,13 +405,12 @@ class CompactKernel(_KernelBase):
             return self.C.reshape(P * P, *self.image_shape)[uniq], inv
         slabs = []
         g = int(getattr(self.C, "chunks", (1, 1))[1])  # phases per stored chunk: read whole chunks
-        budget = 512 << 20  # bytes of cached chunks
         for c in uniq.tolist():
             ay, ax = c // P, c % P
             key = (ay, ax - ax % g)
             if key not in self._cache:
                 chunk = torch.from_numpy(np.asarray(self.C[ay, key[1]:key[1] + g]))
-                if sum(t.numel() * t.element_size() for t in self._cache.values()) > budget:
+                if sum(t.numel() * t.element_size() for t in self._cache.values()) > self._cache_bytes:
                     self._cache.clear()
                 self._cache[key] = chunk
             slabs.append(self._cache[key][ax - key[1]])
@@ -466,9 +485,6 @@ class WindowKernel(_KernelBase):
         """The same kernel for another image size (no recomputation)."""
         return WindowKernel(self.C_window, self.c_far, image_shape, self.arch, self.prior, self.meta)
 
-    def _centered(self, d: torch.Tensor, n: int) -> torch.Tensor:
-        return (d + n // 2) % n - n // 2
-
     def rows(self, idx) -> torch.Tensor:
         H, W = self.image_shape
         P = self.period
@@ -541,72 +557,6 @@ class WindowKernel(_KernelBase):
         d = torch.arange(-(P - 1), P, device=self.device)
         C[:, :, (d % H)[:, None], (d % W)[None]] = self.C_window
         return C.add_(self.c_far)
-
-
-# ------------------------------------------------------------------------------------ entry point
-def compact_kernel(
-    arch: Serial,
-    shape,
-    prior: Any = "stationary",
-    store: Any = None,
-    *,
-    form: str = "auto",
-    device=None,
-    dtype=None,
-    block_rows: Optional[int] = None,
-    workers: int = 1,
-    progress: bool = False,
-    overwrite: bool = False,
-    method: str = "auto",
-):
-    """Exact CNTK of ``arch`` on H×W images with a stationary prior, in compact form.
-
-    Parameters
-    ----------
-    arch : Serial with periodic upsampling ('nearest' / 'bilinear')
-    shape : (H, W), divisible by the output period P = 2^(number of Up layers)
-    prior : "stationary" | "identity" | (diag, off)
-    store : None (in memory), a path ending in ``.zarr`` (that store), or a directory (the store
-        ``<dir>/cntk-<key>.zarr``, content-addressed by architecture + prior + shape + form + dtype).
-        A store that already holds this kernel is reopened, not rebuilt; an interrupted build resumes.
-    form : "auto" (window form where :func:`window_condition` holds, else full), "window", "full"
-    block_rows, workers : streaming over output phase rows (full form), Dask thread workers
-    method : how the full form is built: "stream" (layer recursion per block), "window" (expand the
-        window form, nearest upsampling only) or "auto" (window where it holds)
-
-    Returns
-    -------
-    WindowKernel or CompactKernel with ``.rows(idx)``, ``.block(idx, jdx)``, ``.diag()``, ``.shape``,
-    ``.period`` (and ``.C_window``, ``.c_far`` for the window form).
-    """
-    if form not in FORMS:
-        raise ValueError(f"form must be one of {FORMS}, got {form!r}")
-    shape, _ = _check_compact(arch, shape, prior)
-    holds = window_condition(arch, shape, prior)
-    if form == "window" and not holds:
-        P = arch.output_period()[0]
-        raise ValueError(f"the window form needs nearest upsampling and H, W >= 2P = {2 * P}; use form='full'")
-    use_window = holds if form == "auto" else form == "window"
-    if store is not None:
-        from .store import build_store
-
-        return build_store(arch, shape, prior, store, window=use_window, device=device, dtype=dtype,
-                           block_rows=block_rows, workers=workers, progress=progress, overwrite=overwrite,
-                           method=method)
-    dt = resolve_dtype(dtype)
-    if use_window:
-        window, c_far, _ = window_arrays(arch, prior, device=device, dtype=dt)
-        return WindowKernel(window, c_far, shape, arch, prior)
-    P = arch.output_period()[0]
-    dev = resolve_device(device)
-    C = torch.empty((P, P) + shape, device=dev, dtype=dt)
-
-    def sink(y0, block):
-        C[y0:y0 + block.shape[0]] = block
-
-    stream_blocks(arch, shape, prior, device=dev, dtype=dt, block_rows=block_rows, sink=sink,
-                  workers=workers, progress=progress, method=method)
-    return CompactKernel(C, shape, arch, prior)
 
 
 # ---------------------------------------------------------------------------------- null space

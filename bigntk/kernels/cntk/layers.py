@@ -1,5 +1,11 @@
 """Layer objects (stax style) and their kernel rules on two representations.
 
+The same layer list also defines the finite network (as neural-tangents' stax gives init_fn/apply_fn and
+kernel_fn from one list): ``Layer.module(cin, cout)`` is the layer's torch module and
+``Serial.network(width, in_channels, out_channels)`` the whole ``torch.nn.Sequential`` (circular-padded
+q × q convolutions with bias, He-initialised; stride-2 subsampling; nearest / bilinear upsampling), so
+the DIP baseline trains exactly the architecture whose CNTK is computed.
+
 Each layer maps the pair (Σ, Θ) — NNGP covariance and NTK of the pre-/post-activations — to the next
 pair, on either representation:
 
@@ -18,10 +24,13 @@ from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+from torch import nn
 
+from ..._validation import check_image_shape as check_shape
 from ..ntk import check_activation, relu_duals
 
-__all__ = ["Layer", "Conv", "ReLU", "LeakyReLU", "Down", "Up", "Serial", "serial", "dip", "UPSAMPLE_MODES"]
+__all__ = ["Layer", "Conv", "ReLU", "LeakyReLU", "Down", "Up", "Serial", "serial", "dip", "UPSAMPLE_MODES",
+           "Subsample2"]
 
 UPSAMPLE_MODES = ("nearest", "bilinear", "bilinear_aligned")
 PERIODIC_UPSAMPLE = ("nearest", "bilinear")
@@ -117,6 +126,10 @@ class Layer:
     def spec(self) -> dict:
         return {"layer": type(self).__name__}
 
+    def module(self, cin: int, cout: int) -> nn.Module:
+        """The finite layer: a torch module from ``cin`` channels (to ``cout`` for a Conv)."""
+        raise NotImplementedError  # pragma: no cover - every concrete layer defines it
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.spec().items() if k != "layer")
         return f"{type(self).__name__}({args})"
@@ -142,6 +155,9 @@ class Conv(Layer):
 
     def spec(self) -> dict:
         return {"layer": "Conv", "filter": self.filter}
+
+    def module(self, cin: int, cout: int) -> nn.Module:
+        return nn.Conv2d(cin, cout, self.filter, padding=self.radius, padding_mode="circular")
 
     # W[X] along one axis pair; dense: joint roll of (dim_a, dim_b), compact: roll of the phase dim.
     def _avg_dense(self, X: torch.Tensor, dim: int) -> torch.Tensor:
@@ -188,6 +204,9 @@ class LeakyReLU(Layer):
     def spec(self) -> dict:
         return {"layer": "LeakyReLU", "negative_slope": self.negative_slope}
 
+    def module(self, cin: int, cout: int) -> nn.Module:
+        return nn.ReLU() if self.negative_slope == 0.0 else nn.LeakyReLU(self.negative_slope)
+
     def dense(self, S, T, last: bool = False, block: int = 8):
         h, w = S.shape[0], S.shape[2]
         d = torch.einsum("iijj->ij", S).clone()  # (h, w) diagonal
@@ -223,8 +242,18 @@ class ReLU(LeakyReLU):
         return {"layer": "ReLU"}
 
 
+class Subsample2(nn.Module):
+    """The finite Down layer: keep even coordinates of (N, C, H, W)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[..., ::2, ::2]
+
+
 class Down(Layer):
     """Stride-2 subsampling: keep even coordinates (a stride-2 conv = Conv then Down)."""
+
+    def module(self, cin: int, cout: int) -> nn.Module:
+        return Subsample2()
 
     def out_shape(self, shape: Shape) -> Shape:
         if shape[0] % 2 or shape[1] % 2:
@@ -262,6 +291,13 @@ class Up(Layer):
 
     def spec(self) -> dict:
         return {"layer": "Up", "mode": self.mode}
+
+    def module(self, cin: int, cout: int) -> nn.Module:
+        """nn.Upsample ×2. 'bilinear' is torch's half-pixel form, which clamps at the border where the
+        kernel's is periodic; 'bilinear_aligned' is align_corners=True."""
+        if self.mode == "nearest":
+            return nn.Upsample(scale_factor=2, mode="nearest")
+        return nn.Upsample(scale_factor=2, mode="bilinear", align_corners=self.mode == "bilinear_aligned")
 
     def out_shape(self, shape: Shape) -> Shape:
         return shape[0] * 2, shape[1] * 2
@@ -452,15 +488,32 @@ class Serial:
         ups = [k for k, l in enumerate(self.layers) if isinstance(l, Up)]
         return ups[-1] if ups else -1
 
+    def network(self, width: int = 64, in_channels: int = 32, out_channels: int = 3,
+                output: Optional[str] = None) -> nn.Sequential:
+        """The finite network of this architecture: one torch module per layer, in order.
 
-def check_shape(shape: Any) -> Shape:
-    try:
-        H, W = (int(s) for s in shape)
-    except (TypeError, ValueError):
-        raise ValueError(f"shape must be a pair (H, W), got {shape!r}") from None
-    if H < 1 or W < 1:
-        raise ValueError(f"shape must be positive, got {shape!r}")
-    return H, W
+        Convolutions map to ``width`` channels, the last one to ``out_channels``; ``output="sigmoid"``
+        appends a sigmoid. Convolutions are He-initialised (for the architecture's activation slope)
+        with zero biases: the variance of a small input survives the 2·levels + 1 convolutions
+        (PyTorch's default init shrinks it about 3× per layer). Input (N, in_channels, H, W).
+        """
+        if output not in (None, "sigmoid"):
+            raise ValueError(f"output must be None or 'sigmoid', got {output!r}")
+        last_conv = max(k for k, l in enumerate(self.layers) if isinstance(l, Conv))
+        modules, cin = [], int(in_channels)
+        for k, layer in enumerate(self.layers):
+            cout = (int(out_channels) if k == last_conv else int(width)) if isinstance(layer, Conv) else cin
+            modules.append(layer.module(cin, cout))
+            cin = cout
+        if output == "sigmoid":
+            modules.append(nn.Sigmoid())
+        net = nn.Sequential(*modules)
+        slope = next((l.negative_slope for l in self.layers if isinstance(l, LeakyReLU)), 0.0)
+        for mod in net.modules():
+            if isinstance(mod, nn.Conv2d):
+                nn.init.kaiming_normal_(mod.weight, a=slope, nonlinearity="leaky_relu")
+                nn.init.zeros_(mod.bias)
+        return net
 
 
 def serial(*layers: Layer) -> Serial:

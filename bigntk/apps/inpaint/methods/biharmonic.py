@@ -7,7 +7,7 @@ from skimage.restoration import inpaint_biharmonic
 __all__ = ["fill"]
 
 
-def fill(image: np.ndarray, observed: np.ndarray, **_ignored) -> tuple[np.ndarray, dict]:
+def fill(image: np.ndarray, observed: np.ndarray) -> tuple[np.ndarray, dict]:
     """Biharmonic fill of the missing pixels of ``image`` (H, W, C); ``observed`` (H, W) bool."""
     missing = ~observed
     if not missing.any():

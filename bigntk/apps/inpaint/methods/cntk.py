@@ -11,13 +11,15 @@ C right-hand sides of one solve):
 stored in float32, so solves use a small relative ridge (default 1e-3; with 1e-6 the float32
 rounding of K_SS was amplified into garbage for bilinear kernels at 128², 8k observed pixels).
 
-Kernels depend only on (architecture, prior, padded size), not on the pixels: they are built
-once into a zarr store in a cache directory (default ``platformdirs.user_cache_dir("bigntk") /
-"kernels"``, or ``$BIGNTK_KERNEL_CACHE``) and reused for every later image of that size.
+Kernels depend only on (architecture, prior, padded size) — the window form not even on the size —
+never on the pixels: they are built once into a zarr store in the kernel cache
+(``bigntk.apps.inpaint.cache``) and reused for every later image.
 
-Solvers: ``direct`` (Cholesky of K_SS; memory |S|² × 8 bytes), ``eigenpro`` / ``cg`` (the
-streaming solvers of ``bigntk.solvers`` over a CNTK operator of ``bigntk.operators``), ``auto``
-(direct when |S| ≤ ``direct_max``, else cg). CG on a CNTK operator uses the masked circulant
+Solvers (``bigntk.solvers.policy``): ``direct`` (Cholesky of K_SS; memory |S|² × 8 bytes), ``eigenpro`` /
+``cg`` (the streaming solvers of ``bigntk.solvers`` over a CNTK operator of ``bigntk.operators``),
+``auto`` (:func:`bigntk.solvers.policy.choose_solver` on K_SS: on the window form's fast-product
+operator direct up to DIRECT_MAX_FAST = 4 000 observed pixels, CG above; on the tiled full-form
+operator direct up to DIRECT_MAX, EigenPro above). CG on a CNTK operator uses the masked circulant
 preconditioner (``bigntk.preconditioners``): at 320², 80% observed, it reaches the PSNR plateau in
 about 8 iterations (3–4 s on 2 cores), so direct solves only pay off for a few thousand pixels.
 """
@@ -25,111 +27,123 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
+import shutil
+import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from .... import persist
 from ....backend import ACCUM_DTYPE, resolve_device, resolve_dtype, to_numpy, to_tensor
+from ....kernels.cntk import dense_kernel, dip, ensure_store, open_kernel
+from ....kernels.cntk.build import resolve_form
+from ....operators import CNTKOperator, DenseOperator, PolyphaseCNTKOperator
+from ....solvers.cg import ConjugateGradient
+from ....solvers.direct import NotPositiveDefiniteError, solve_direct
+from ....solvers.eigenpro import EigenPro
+from ....solvers.policy import choose_solver
+from ..cache import enforce_cap, kernel_cache_dir, touch
 
-__all__ = ["fill", "kernel_cache_dir", "build_arch", "get_kernel", "DIRECT_MAX", "SOLVERS", "PRIORS"]
+__all__ = ["fill", "get_kernel", "PRIORS", "DENSE_FORMAT"]
 
-SOLVERS = ("auto", "direct", "eigenpro", "cg")
 PRIORS = ("stationary", "meshgrid", "identity")
-#: ``solver="auto"`` solves directly up to this many observed pixels; above, preconditioned CG is faster.
-DIRECT_MAX = 4_000
+DENSE_FORMAT = "bigntk.cntk-dense"
+_DENSE_MAX_PIXELS = 64 * 64 * 4
 
 
-def kernel_cache_dir(cache_dir: str | Path | None = None) -> Path:
-    """Directory of cached kernel stores: argument > ``$BIGNTK_KERNEL_CACHE`` > user cache dir."""
-    if cache_dir is None:
-        cache_dir = os.environ.get("BIGNTK_KERNEL_CACHE")
-    if cache_dir is None:
-        import platformdirs
+def get_kernel(arch, shape: tuple[int, int], prior: str = "stationary", cache_dir=None, progress: bool = True,
+               device=None, dtype=None, memory_budget: int | str | None = None) -> tuple[Any, dict]:
+    """Kernel for (arch, prior, shape) from the kernel cache, built (and stored) on first use.
 
-        cache_dir = Path(platformdirs.user_cache_dir("bigntk")) / "kernels"
-    path = Path(cache_dir)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def build_arch(levels: int, filter: int = 3, upsample: str = "nearest", convs_per_level: int = 1,
-               activation: str = "relu"):
-    """The paper's encoder–decoder architecture (``bigntk.kernels.cntk.dip``)."""
-    from ....kernels import cntk as _cntk
-
-    return _cntk.dip(levels, filter=filter, convs_per_level=convs_per_level, upsample=upsample,
-                     activation=activation)
-
-
-def _arch_key(arch) -> str:
-    return hashlib.sha256(repr(arch).encode()).hexdigest()[:16]
-
-
-def get_kernel(arch, shape: tuple[int, int], prior: str = "stationary", cache_dir=None,
-               progress: bool = True, device=None, dtype=None) -> tuple[Any, dict]:
-    """Kernel for (arch, prior, shape) from the cache directory, built (and stored) on first use.
-
-    Returns ``(kernel, info)`` with ``info = {"kernel_store": path, "kernel_cached": bool,
-    "kernel_form": "window" | "compact" | "dense", "kernel_time_s": ...}``. Stationary priors give
-    the exact compact/window kernel of ``bigntk.kernels.cntk``; other priors the dense kernel
-    (small images only: n² floats).
+    Returns ``(kernel, info)`` with ``info = {"kernel_store": path, "kernel_cached": bool (True only
+    when an intact stored kernel was reused), "kernel_form": "window" | "compact" | "dense",
+    "kernel_time_s": ...}``. Stationary priors give the exact compact/window kernel of
+    ``bigntk.kernels.cntk``; other priors the dense kernel (small images only: n² floats).
     """
-    import time
-
-    from ....kernels import cntk as _cntk
-
     if prior not in PRIORS:
         raise ValueError(f"unknown prior {prior!r}; choose one of {PRIORS}")
     H, W = (int(s) for s in shape)
     cache = kernel_cache_dir(cache_dir)
     t0 = time.perf_counter()
-    if prior in ("stationary", "identity"):  # exact compact / window form, zarr store
-        dt = resolve_dtype(dtype)
-        form = "window" if _cntk.window_condition(arch, (H, W), prior) else "full"
-        key = _cntk.kernel_key(arch, (H, W), prior, form=form, dtype=dt)
-        path = cache / f"cntk-{key[:16]}.zarr"
-        cached = path.exists()
-        kernel = _cntk.compact_kernel(arch, (H, W), prior=prior, store=path, form=form, device=device,
-                                      dtype=dt, progress=progress)
-        form = "window" if isinstance(kernel, _cntk.WindowKernel) else "compact"
+    if prior in ("stationary", "identity"):  # exact compact / window form
+        window = resolve_form(arch, (H, W), prior)
+        path, built = ensure_store(arch, (H, W), prior, cache, window=window, device=device, dtype=dtype,
+                                   progress=progress, memory_budget=memory_budget)
+        kernel = open_kernel(path, shape=(H, W), device=device, memory_budget=memory_budget)
+        form = "window" if window else "compact"
     else:
-        import zarr
-
-        if H * W > 64 * 64 * 4:
-            raise ValueError(f"prior {prior!r} needs the dense kernel ((H·W)² entries); image {H}x{W} is too "
-                             "large — use prior='stationary'")
-        path = cache / f"dense-{prior}-{H}x{W}-{_arch_key(arch)}.zarr"
-        cached = path.exists()
-        if cached:
-            kernel = torch.from_numpy(np.asarray(zarr.open_array(str(path), mode="r")[...]))
-        else:
-            kernel = _cntk.dense_kernel(arch, (H, W), prior=prior)
-            arr = zarr.create_array(str(path) + ".tmp", shape=tuple(kernel.shape), dtype="float32",
-                                    chunks=(min(1024, H * W), H * W), overwrite=True)
-            arr[...] = to_numpy(kernel).astype(np.float32)
-            os.replace(str(path) + ".tmp", path)
+        kernel, path, built = _dense_cached(arch, (H, W), prior, cache, device)
         form = "dense"
-    return kernel, {"kernel_store": str(path), "kernel_cached": bool(cached), "kernel_form": form,
+    touch(path)
+    if built:
+        enforce_cap(cache, keep=path)
+    return kernel, {"kernel_store": str(path), "kernel_cached": not built, "kernel_form": form,
                     "kernel_time_s": time.perf_counter() - t0}
 
 
-def _operator(kernel: Any, shape: tuple[int, int], device, dtype):
-    """A ``bigntk.operators`` kernel operator over ALL pixels (fast polyphase matvec when possible)."""
-    from ....operators import CNTKOperator, DenseOperator, PolyphaseCNTKOperator
+def _dense_path(arch, shape: tuple[int, int], prior: str, cache: Path) -> Path:
+    spec = json.dumps({"format": DENSE_FORMAT, "version": 1, "arch": arch.spec(), "prior": prior,
+                       "shape": list(shape)}, sort_keys=True)
+    return cache / f"dense-{prior}-{shape[0]}x{shape[1]}-{hashlib.sha256(spec.encode()).hexdigest()[:16]}.zarr"
 
-    if isinstance(kernel, torch.Tensor) or isinstance(kernel, np.ndarray):
-        return DenseOperator(kernel, device=device, dtype=dtype)
+
+def _read_dense(path: Path) -> torch.Tensor:
+    """The stored dense kernel, checked (kind, complete, every chunk, checksum)."""
+    import zarr
+
+    if persist.store_kind(path) != DENSE_FORMAT:
+        raise persist.StoreError(f"{path} is not a dense kernel store")
+    g = zarr.open_group(str(path), mode="r")
+    if not g.attrs.get("complete"):
+        raise persist.StoreError(f"{path} is incomplete")
+    persist.require_chunks(g["K"], str(path))
+    host = np.asarray(g["K"][...])
+    if persist.checksum({"K": host}) != g.attrs.get("checksum"):
+        raise persist.StoreError(f"checksum mismatch in {path}")
+    return torch.from_numpy(host)
+
+
+def _dense_cached(arch, shape: tuple[int, int], prior: str, cache: Path, device) -> tuple[torch.Tensor, Path, bool]:
+    """(dense kernel, its store, built?) — built privately under the writer's lock, renamed into place."""
+    import zarr
+
+    H, W = shape
+    if H * W > _DENSE_MAX_PIXELS:
+        raise ValueError(f"prior {prior!r} needs the dense kernel ((H·W)² entries); image {H}x{W} is too "
+                         "large — use prior='stationary'")
+    path = _dense_path(arch, shape, prior, cache)
+    with persist.exclusive(path, wait=True):
+        persist.restore_interrupted_swap(path)
+        if path.exists():
+            try:
+                return _read_dense(path), path, False
+            except persist.StoreError as err:
+                warnings.warn(f"kernel store {path} is damaged ({err}); rebuilding it", RuntimeWarning, stacklevel=4)
+        host = to_numpy(dense_kernel(arch, shape, prior=prior, device=device)).astype(np.float32)
+        tmp = persist.sidecar(path, ".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        g = zarr.open_group(str(tmp), mode="w", zarr_format=3)
+        persist.create_array(g, "K", host, dims=("pixel_row", "pixel_col"), chunks=(min(1024, H * W), H * W))
+        g.attrs.update({"format": DENSE_FORMAT, "format_version": 1, "arch": arch.spec(), "prior": prior,
+                        "shape": [H, W], "checksum": persist.checksum({"K": host}), "complete": True})
+        persist.swap_into_place(tmp, path)
+    return torch.from_numpy(host), path, True
+
+
+def _operator(kernel: Any, device, dtype, memory_budget):
+    """A ``bigntk.operators`` kernel operator over ALL pixels (fast polyphase matvec when possible)."""
+    kw = {"device": device, "dtype": dtype, "memory_budget": memory_budget}
+    if isinstance(kernel, (torch.Tensor, np.ndarray)):
+        return DenseOperator(kernel, **kw)
     if getattr(kernel, "C_window", None) is not None:  # window form: one-GEMM polyphase products
-        return PolyphaseCNTKOperator.from_kernel(kernel, device=device, dtype=dtype)
-    return CNTKOperator(kernel, device=device, dtype=dtype)
+        return PolyphaseCNTKOperator.from_kernel(kernel, **kw)
+    return CNTKOperator(kernel, **kw)
 
 
 def _solve_direct(op, S: np.ndarray, Y: torch.Tensor, ridge: float) -> tuple[torch.Tensor, dict]:
-    from ....solvers.direct import NotPositiveDefiniteError, solve_direct
-
     K = op.block(S, S).to(ACCUM_DTYPE)
     scale = float(K.diagonal().mean())
     lam = ridge * scale
@@ -145,9 +159,6 @@ def _solve_direct(op, S: np.ndarray, Y: torch.Tensor, ridge: float) -> tuple[tor
 def _solve_iterative(op, S: np.ndarray, Y: torch.Tensor, solver: str, ridge: float, epochs: int | None,
                      seed: int, progress: bool, tol: float, rank: int | str = "auto") -> tuple[torch.Tensor, dict]:
     """EigenPro or deflated, preconditioned CG (``bigntk.solvers``) on K_SS."""
-    from ....solvers.cg import ConjugateGradient
-    from ....solvers.eigenpro import EigenPro
-
     sub = op.restrict(torch.as_tensor(S, device=op.device))
     lam = ridge * float(sub.diag().double().mean())
     if solver == "eigenpro":
@@ -167,35 +178,31 @@ def _solve_iterative(op, S: np.ndarray, Y: torch.Tensor, solver: str, ridge: flo
 
 def fill(image: np.ndarray, observed: np.ndarray, *, levels: int = 6, arch=None, solver: str = "auto",
          prior: str = "stationary", filter: int = 3, upsample: str = "nearest", ridge: float | None = None,
-         epochs: int | None = None, device=None, dtype=None, cache_dir=None, seed: int = 0,
-         progress: bool = True, direct_max: int = DIRECT_MAX, tol: float = 1e-3, rank: int | str = "auto",
-         **_ignored) -> tuple[np.ndarray, dict]:
+         epochs: int | None = None, device=None, dtype=None, memory_budget: int | str | None = None,
+         cache_dir=None, seed: int = 0, progress: bool = True, direct_max: int | None = None, tol: float = 1e-3,
+         rank: int | str = "auto") -> tuple[np.ndarray, dict]:
     """CNTK regression fill of ``image`` (H, W, C) from ``observed`` (H, W) bool pixels.
 
-    H and W must be multiples of 2**levels (``bigntk.inpaint`` pads). ``tol``: CG stops at this
-    relative residual (at 10⁻³ the PSNR was within 0.01 dB of its plateau at 320², random 20%
+    H and W must be multiples of 2**levels (``bigntk.apps.inpaint.pipeline`` pads). ``tol``: CG stops at
+    this relative residual (at 10⁻³ the PSNR was within 0.01 dB of its plateau at 320², random 20%
     missing, and at 448 × 704 with holes and scratches);
     ``epochs``: EigenPro epochs or the CG iteration cap (default EigenPro 200 full-batch epochs on the
-    window form's fast product, else 10; CG 100). Returns ``(completed, info)``;
-    info: kernel store/form/cache hit, solver, iterations, timings.
+    window form's fast product, else 10; CG 100). ``direct_max``: the ``auto`` direct/iterative threshold
+    (default: the policy's). Returns ``(completed, info)``; info: kernel store/form/cache hit, solver,
+    iterations, timings.
     """
-    import time
-
-    if solver not in SOLVERS:
-        raise ValueError(f"unknown solver {solver!r}; choose one of {SOLVERS}")
     H, W, C = image.shape
-    dev = resolve_device(device)
-    dt = resolve_dtype(dtype)
-    arch = arch if arch is not None else build_arch(levels, filter=filter, upsample=upsample)
-    kernel, info = get_kernel(arch, (H, W), prior, cache_dir, progress, device=dev, dtype=dt)
+    dev, dt = resolve_device(device), resolve_dtype(dtype)
+    arch = arch if arch is not None else dip(levels, filter=filter, upsample=upsample)
+    kernel, info = get_kernel(arch, (H, W), prior, cache_dir, progress, device=dev, dtype=dt,
+                              memory_budget=memory_budget)
     S = np.flatnonzero(observed.reshape(-1))
     U = np.flatnonzero(~observed.reshape(-1))
-    if solver == "auto":
-        solver = "direct" if len(S) <= direct_max else "cg"
-    if ridge is None:
-        ridge = 1e-3  # relative; smaller ridges amplify the float32 rounding of stored kernels
-    # CG needs a float64 matvec on these ill-conditioned kernels (bigntk.solvers.cg)
-    op = _operator(kernel, (H, W), dev, ACCUM_DTYPE if solver == "cg" else dt)
+    op = _operator(kernel, dev, dt, memory_budget)
+    solver = choose_solver(op.restrict(torch.as_tensor(S, device=dev)), solver, direct_max)
+    if solver == "cg":  # CG needs a float64 matvec on these ill-conditioned kernels (bigntk.solvers.cg)
+        op = _operator(kernel, dev, ACCUM_DTYPE, memory_budget)
+    ridge = 1e-3 if ridge is None else ridge  # relative; smaller ridges amplify the float32 rounding
     Y = to_tensor(image.reshape(H * W, C)[S], device=dev, dtype=ACCUM_DTYPE)
     t0 = time.perf_counter()
     if solver == "direct":

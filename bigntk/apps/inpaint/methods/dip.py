@@ -1,7 +1,9 @@
 """Baseline: a finite-width Deep-Image-Prior network trained with Adam (the paper's comparison).
 
-Same encoder–decoder as the CNTK builder ``dip(levels, ...)``:
-[Conv(q)–act–Down]×s, Conv(q)–act, [Up–Conv(q)–act]×(s−1), Up–Conv(q), then a sigmoid output.
+The network is the finite form of the CNTK's architecture — one definition,
+``bigntk.kernels.cntk.dip(levels, ...)`` (or any ``arch``), turned into torch modules by
+``Serial.network`` — followed by a sigmoid output:
+[Conv(q)–act–Down]×s, Conv(q)–act, [Up–Conv(q)–act]×(s−1), Up–Conv(q), sigmoid.
 Convs use circular padding; Down keeps even coordinates (stride 2); Up is nearest or bilinear.
 Input: fixed noise with ``in_channels`` i.i.d. U[0, 0.1] channels (the stationary prior of the
 CNTK). Loss: mean squared error on observed pixels. Everything is seeded.
@@ -15,73 +17,31 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch import nn
 from tqdm.auto import tqdm
 
 from ....backend import resolve_device, to_numpy
+from ....kernels.cntk import Serial, dip
 
-__all__ = ["DIPNet", "fill"]
-
-
-def _conv(cin: int, cout: int, q: int) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, q, padding=q // 2, padding_mode="circular")
+__all__ = ["fill"]
 
 
-class _Down(nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x[..., ::2, ::2]
-
-
-class DIPNet(nn.Sequential):
-    """Encoder–decoder with ``levels`` down/up stages, ``width`` channels, ``filter`` q × q convs."""
-
-    def __init__(self, levels: int, width: int = 64, in_channels: int = 32, out_channels: int = 3,
-                 filter: int = 3, convs_per_level: int = 1, upsample: str = "nearest",
-                 activation: str = "relu", negative_slope: float = 0.01):
-        act = (lambda: nn.ReLU()) if activation == "relu" else (lambda: nn.LeakyReLU(negative_slope))
-        mode = {"nearest": "nearest", "bilinear": "bilinear", "bilinear_aligned": "bilinear"}[upsample]
-        align = True if upsample == "bilinear_aligned" else None if mode == "nearest" else False
-        layers: list[nn.Module] = []
-        cin = in_channels
-
-        def block(cin_: int) -> list[nn.Module]:
-            out = []
-            for k in range(convs_per_level):
-                out += [_conv(cin_ if k == 0 else width, width, filter), act()]
-            return out
-
-        for _ in range(levels):
-            layers += block(cin) + [_Down()]
-            cin = width
-        layers += block(cin)
-        for _ in range(levels - 1):
-            layers += [nn.Upsample(scale_factor=2, mode=mode, align_corners=align)] + block(width)
-        layers += [nn.Upsample(scale_factor=2, mode=mode, align_corners=align)]
-        layers += [_conv(width, out_channels, filter), nn.Sigmoid()]
-        super().__init__(*layers)
-        # He initialisation, zero biases: the variance of the (tiny, U[0, 0.1]) input survives the
-        # 2·levels + 1 convolutions. PyTorch's default conv init shrinks it about 3× per layer, so the
-        # output was a constant sigmoid(bias) and Adam never moved the loss (measured: 0.0532 → 0.0528
-        # in 1000 steps at 128², PSNR 20.5 dB on a hole mask).
-        slope = 0.0 if activation == "relu" else negative_slope
-        for mod in self.modules():
-            if isinstance(mod, nn.Conv2d):
-                nn.init.kaiming_normal_(mod.weight, a=slope, nonlinearity="leaky_relu")
-                nn.init.zeros_(mod.bias)
-
-
-def fill(image: np.ndarray, observed: np.ndarray, *, levels: int = 6, width: int = 64,
+def fill(image: np.ndarray, observed: np.ndarray, *, levels: int = 6, arch: Serial | None = None, width: int = 64,
          iterations: int = 1000, lr: float = 1e-3, in_channels: int = 32, filter: int = 3,
-         upsample: str = "nearest", seed: int = 0, device=None, progress: bool = True,
-         **_ignored) -> tuple[np.ndarray, dict]:
-    """Train a DIP net on the observed pixels of ``image`` (H, W, C), H and W divisible by 2**levels."""
+         upsample: str = "nearest", seed: int = 0, device=None, progress: bool = True) -> tuple[np.ndarray, dict]:
+    """Train a DIP net on the observed pixels of ``image`` (H, W, C), H and W divisible by 2**levels.
+
+    ``arch``: the architecture (default ``dip(levels, filter=filter, upsample=upsample)``), the same
+    object the cntk method takes.
+    """
     H, W, C = image.shape
-    if H % 2 ** levels or W % 2 ** levels:
-        raise ValueError(f"image shape {(H, W)} must be divisible by 2**levels = {2 ** levels}")
+    arch = arch if arch is not None else dip(levels, filter=filter, upsample=upsample)
+    step = 2 ** arch.n_down
+    if H % step or W % step:
+        raise ValueError(f"image shape {(H, W)} must be divisible by 2**levels = {step}")
     dev = resolve_device(device)
     gen = torch.Generator().manual_seed(int(seed))
     torch.manual_seed(int(seed))
-    net = DIPNet(levels, width, in_channels, C, filter, upsample=upsample).to(dev)
+    net = arch.network(width, in_channels, C, output="sigmoid").to(dev)
     z = (torch.rand(1, in_channels, H, W, generator=gen) * 0.1).to(dev)
     y = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))[None].to(dev)
     m = torch.as_tensor(observed, dtype=torch.float32)[None, None].to(dev)
