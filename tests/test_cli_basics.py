@@ -41,3 +41,11 @@ def test_disk_errors_name_the_file(tmp_path, capsys):
                str(tmp_path / "out" / "x.npy"), "--quiet"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "out" in err[0]
+
+
+def test_cli_choices_agree_with_the_library():
+    from bigntk.apps.inpaint.geometry import BOUNDARIES
+    from bigntk.cli._common import BOUNDARY_CHOICES, SOLVER_CHOICES
+    from bigntk.solvers.policy import SOLVERS
+
+    assert tuple(SOLVER_CHOICES) == tuple(SOLVERS) and tuple(BOUNDARY_CHOICES) == tuple(BOUNDARIES)

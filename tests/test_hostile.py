@@ -51,7 +51,7 @@ def test_direct_solve_too_large_for_memory_is_refused_before_allocating():
 
 @pytest.mark.parametrize("extra,match", [
     (["--memory-budget", "-3"], "memory budget"),
-    (["--memory-budget", "12"], "below 1 MiB"),
+    (["--memory-budget", "12"], "below 1 MB"),
     (["--threads", "0"], "threads"),
     (["--solver", "magic"], "invalid choice"),
     (["--dtype", "float16"], "invalid choice"),

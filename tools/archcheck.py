@@ -17,12 +17,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1] / "bigntk"
 #: data path, bottom to top; a module may import only from its own layer or below
 LAYERS = [
-    {"bigntk.backend", "bigntk._validation", "bigntk.plan", "bigntk.persist"},
+    {"bigntk.backend", "bigntk._validation", "bigntk.persist", "bigntk.progress"},
     {"bigntk.kernels", "bigntk.priors", "bigntk.store"},
     {"bigntk.operators", "bigntk.preconditioners"},
     {"bigntk.solvers", "bigntk.distributed", "bigntk.blocks"},
     {"bigntk.completion", "bigntk.estimators", "bigntk.lowrank", "bigntk.baselines"},
-    {"bigntk.apps", "bigntk.inpaint", "bigntk.viz"},
+    {"bigntk.apps", "bigntk.viz"},
     {"bigntk.cli", "bigntk.__main__"},
 ]
 

@@ -4,6 +4,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+#: choices the parsers offer without importing the library (tests/test_cli_basics.py checks they agree
+#: with ``bigntk.solvers.policy.SOLVERS`` and ``bigntk.apps.inpaint.geometry.BOUNDARIES``)
+SOLVER_CHOICES = ("auto", "direct", "eigenpro", "cg")
+BOUNDARY_CHOICES = ("open", "periodic")
+
 
 def _budget(text: str) -> int:
     from ..backend import parse_bytes
@@ -12,8 +17,8 @@ def _budget(text: str) -> int:
         value = parse_bytes(text)
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
-    if value < 2**20:
-        raise argparse.ArgumentTypeError(f"memory budget {text!r} is below 1 MiB")
+    if value < 10**6:
+        raise argparse.ArgumentTypeError(f"memory budget {text!r} is below 1 MB")
     return value
 
 
@@ -95,6 +100,6 @@ def add_ntk_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--negative-slope", type=float, default=0.01, help="LeakyReLU slope (default 0.01)")
     parser.add_argument("--ridge", type=float, default=0.0, help="ridge added to the kernel diagonal, unscaled (default 0)")
     parser.add_argument("--nugget", type=float, default=0.0, help="identity nugget τ of the prior (default 0; the paper uses 1.5)")
-    parser.add_argument("--solver", default="auto", choices=["auto", "direct", "eigenpro", "cg"],
+    parser.add_argument("--solver", default="auto", choices=SOLVER_CHOICES,
                         help="auto: direct up to 30 000 observed columns, EigenPro above (default auto)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")

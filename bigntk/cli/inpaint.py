@@ -14,9 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..apps.inpaint.geometry import BOUNDARIES
-from ..solvers.policy import SOLVERS
-from ._common import add_compute_args, compute_kwargs
+from ._common import BOUNDARY_CHOICES, SOLVER_CHOICES, add_compute_args, compute_kwargs
 
 __all__ = ["register", "handler"]
 
@@ -36,10 +34,10 @@ def register(subparsers) -> None:
     p.add_argument("--levels", type=int, default=6, help="down/up-sampling levels (cntk, dip)")
     p.add_argument("--filter", type=int, default=3, help="conv filter size q")
     p.add_argument("--upsample", default="nearest", choices=("nearest", "bilinear"))
-    p.add_argument("--boundary", default="open", choices=BOUNDARIES,
+    p.add_argument("--boundary", default="open", choices=BOUNDARY_CHOICES,
                    help="open (default): opposite borders do not wrap onto each other; periodic: they do")
     p.add_argument("--prior", default="stationary", choices=("stationary", "meshgrid", "identity"))
-    p.add_argument("--solver", default="auto", choices=SOLVERS)
+    p.add_argument("--solver", default="auto", choices=SOLVER_CHOICES)
     p.add_argument("--ridge", type=float, default=None, help="relative ridge (cntk)")
     p.add_argument("--epochs", type=int, default=None, help="solver epochs (cntk) / Adam iterations (dip)")
     p.add_argument("--tol", type=float, default=None,

@@ -3,11 +3,12 @@
 ``solver="auto"`` chooses, for an operator over n training points:
 
 * ``direct`` (Cholesky of the dense K + ridge·I) when n ≤ the threshold and the dense matrix fits in
-  memory. The threshold depends on how expensive a product is: for tiled kernels (NTK over columns)
-  a direct solve is cheaper than iterating up to :data:`DIRECT_MAX` = 30 000 points; for operators with
-  a fast product (``fast_matmul``: the polyphase CNTK) preconditioned CG reaches the direct solution in
-  a few products, so direct pays off only up to :data:`DIRECT_MAX_FAST` = 4 000 points;
-* ``cg`` above it for fast-product operators (deflated, preconditioned CG, ``bigntk.solvers.cg``);
+  memory. The threshold depends on how cheaply an iteration converges: for tiled kernels (NTK over
+  columns) a direct solve beats iterating up to :data:`DIRECT_MAX` = 30 000 points; for *image-grid*
+  operators (the CNTK: a fast polyphase product, or tiles with the masked circulant preconditioner) CG
+  reaches the direct solution in a few products, so direct pays off only up to
+  :data:`DIRECT_MAX_FAST` = 4 000 points;
+* ``cg`` above it for image-grid operators (deflated, preconditioned CG, ``bigntk.solvers.cg``);
 * ``eigenpro`` above it otherwise (EigenPro 2, streamed, ``bigntk.solvers.eigenpro``).
 
 Every solver returns a :class:`SolveResult`.
@@ -22,6 +23,7 @@ import torch
 
 from .. import backend
 from ..operators.base import KernelOperator
+from ..operators.cntk import periodic_grid
 
 __all__ = ["SOLVERS", "DIRECT_MAX", "DIRECT_MAX_FAST", "SolveResult", "ConvergenceWarning", "choose_solver",
            "direct_bytes", "check_direct_fits"]
@@ -84,11 +86,12 @@ def choose_solver(op: KernelOperator, solver: str = "auto", direct_max: int | No
         raise ValueError(f"unknown solver {solver!r}; choose one of {SOLVERS}")
     if solver != "auto":
         return solver
-    limit = direct_max if direct_max is not None else (DIRECT_MAX_FAST if op.fast_matmul else DIRECT_MAX)
+    grid = op.fast_matmul or periodic_grid(op) is not None
+    limit = direct_max if direct_max is not None else (DIRECT_MAX_FAST if grid else DIRECT_MAX)
     fits = direct_bytes(op.n, op.dtype) <= backend.free_memory_bytes(op.device) // 2
     if op.n <= limit and fits:
         return "direct"
-    return "cg" if op.fast_matmul else "eigenpro"
+    return "cg" if grid else "eigenpro"
 
 
 def warn_not_converged(solver: str, stopped: str, tol: float) -> None:

@@ -17,9 +17,9 @@ never on the pixels: they are built once into a zarr store in the kernel cache
 
 Solvers (``bigntk.solvers.policy``): ``direct`` (Cholesky of K_SS; memory |S|² × 8 bytes), ``eigenpro`` /
 ``cg`` (the streaming solvers of ``bigntk.solvers`` over a CNTK operator of ``bigntk.operators``),
-``auto`` (:func:`bigntk.solvers.policy.choose_solver` on K_SS: on the window form's fast-product
-operator direct up to DIRECT_MAX_FAST = 4 000 observed pixels, CG above; on the tiled full-form
-operator direct up to DIRECT_MAX, EigenPro above). CG on a CNTK operator uses the masked circulant
+``auto`` (:func:`bigntk.solvers.policy.choose_solver` on K_SS: CNTK operators live on an image grid,
+so direct up to DIRECT_MAX_FAST = 4 000 observed pixels, CG above, for the window form's fast product
+and the tiled full form alike). CG on a CNTK operator uses the masked circulant
 preconditioner (``bigntk.preconditioners``): at 320², 80% observed, it reaches the PSNR plateau in
 about 8 iterations (3–4 s on 2 cores), so direct solves only pay off for a few thousand pixels.
 """
