@@ -126,14 +126,9 @@ def replace_atomically(path: str | os.PathLike, kind: str, *, overwrite: bool = 
     p = Path(path)
     with exclusive(p):
         restore_interrupted_swap(p)
-        clean_stale(p)
         check_replaceable(p, kind, overwrite)
-        tmp = sidecar(p, f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-        try:
+        with atomic_output(p) as tmp:
             yield tmp
-            swap_into_place(tmp, p)
-        finally:
-            remove(tmp)
 
 
 def remove(path: Path) -> None:
@@ -186,7 +181,8 @@ def swap_into_place(new: Path, path: Path) -> None:
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` (file or directory); on success it replaces ``path``,
-    on failure it is removed and ``path`` is as it was: a failed write never leaves a partial output."""
+    on failure it is removed and ``path`` is as it was: a failed write never leaves a partial output.
+    Partial copies of writers that were killed are removed first."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     clean_stale(p)
