@@ -39,20 +39,31 @@ def _ntk_problem(n: int, outputs: int, seed: int = 0):
 
 
 def _epoch(op, Y, params: dict | None, epochs: int = 1) -> dict:
-    """One timed EigenPro epoch on ``op`` with fixed parameters; per-step wall times via the callback."""
+    """One timed EigenPro epoch on ``op`` with fixed parameters; per-step wall times via the callback, and
+    the shards' busy time from the end of the first step on (the set-up's tiles excluded)."""
     from bigntk.solvers import EigenPro
 
     stamps: list[float] = []
+    busy: list[float] = []
+
+    def callback(step, _a):
+        stamps.append(time.perf_counter())
+        if step == 1 or step == -1:
+            busy.append(max(s["busy_s"] for s in op.shard_stats()))
+
     kw = {} if params is None else {"batch_size": params["batch_size"], "step_size": params["step_size"],
                                     "top_q": params["q"]}
-    ep = EigenPro(epochs=epochs, seed=0, progress=False, callback=lambda s, a: stamps.append(time.perf_counter()),
-                  **kw)
+    ep = EigenPro(epochs=epochs, seed=0, progress=False, callback=callback, **kw)
     t0 = time.perf_counter()
     res = ep.fit(op, Y)
+    t_end = time.perf_counter()
+    busy_after = max(s["busy_s"] for s in op.shard_stats()) - busy[0]
+    wall_after = t_end - stamps[0]
     steps = np.diff(np.array([stamps[0] - (stamps[1] - stamps[0]) if len(stamps) > 1 else t0] + stamps))
     return {"seconds": res.history[-1]["seconds"], "setup_s": time.perf_counter() - t0 - res.history[-1]["seconds"],
             "steps": len(stamps), "step_s": steps.tolist(), "params": res.params,
-            "train_rel_mse": res.history[-1]["train_rel_mse"]}
+            "train_rel_mse": res.history[-1]["train_rel_mse"],
+            "overhead_fraction": max(0.0, 1.0 - busy_after / wall_after) if wall_after > 0 else None}
 
 
 def run_ntk(n: int, workers: int, outputs: int, params: dict | None) -> dict:
@@ -67,8 +78,6 @@ def run_ntk(n: int, workers: int, outputs: int, params: dict | None) -> dict:
         out.update(workers=workers, n=n, outputs=outputs, transfer_bytes=op.transfer_bytes, shards=stats)
         worker_rss = client.run(lambda: __import__("psutil").Process().memory_info().rss)
         out["worker_peak_rss_gb"] = {w: r / 1e9 for w, r in worker_rss.items()}
-    busy = max(s["busy_s"] for s in stats)
-    out["overhead_fraction"] = max(0.0, 1.0 - busy / out["seconds"])
     out["entries_per_worker_per_step"] = params_batch(out) * n / workers
     print(f"ntk n={n} workers={workers}: epoch {out['seconds']:.2f} s ({out['steps']} steps, "
           f"overhead {100 * out['overhead_fraction']:.1f} %), set-up {out['setup_s']:.1f} s")
