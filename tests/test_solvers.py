@@ -261,8 +261,17 @@ def _kill_resume_fit(ckpt, sleep=0.0):
     Y = rng.standard_normal((400, 2))
     op = DenseOperator(K, device="cpu", dtype="float32")
     cb = (lambda step, a: time.sleep(sleep)) if sleep else None
-    return EigenPro(epochs=8, batch_size=50, subsample_size=200, seed=5, checkpoint=ckpt, checkpoint_every=3,
-                    progress=False, callback=cb).fit(op, Y).alpha.numpy()
+    # Bitwise equality holds for one thread count: a GEMM's summation order depends on the threads, and
+    # the killed run (a subprocess) and the resumed one (this process) must not differ in it.
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return EigenPro(epochs=8, batch_size=50, subsample_size=200, seed=5, checkpoint=ckpt, checkpoint_every=3,
+                        progress=False, callback=cb).fit(op, Y).alpha.numpy()
+    finally:
+        torch.set_num_threads(threads)
 
 
 SCRIPT = textwrap.dedent("""
