@@ -5,6 +5,8 @@ import argparse
 import json
 from pathlib import Path
 
+from ._common import add_compute_args, compute_kwargs
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("cmap", help="CMap L1000: ingest GCT(X), synthesise, cross-validate")
@@ -61,7 +63,11 @@ def register(subparsers) -> None:
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--compare", default=None, help="JSON report of another method (same settings): paired t-test")
     c.add_argument("--report", required=True, help="output JSON report (a .md table is written beside it)")
-    c.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 avoids oversubscription)")
+    c.add_argument("--ridge", type=float, default=0.0, help="NTK ridge added to the kernel diagonal")
+    c.add_argument("--depth", type=int, default=1, help="NTK depth")
+    c.add_argument("--refit", action="store_true",
+                   help="NTK: refit once per split instead of the exact fold-out formulas (same numbers, slower)")
+    add_compute_args(c)
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(func=_cv)
 
@@ -96,13 +102,11 @@ def _aggregate(args) -> int:
 
 def _cv(args) -> int:
     import numpy as np
-    import torch
 
     from ..apps.cmap.cv import CVSettings, cross_validate, markdown_table, paired_test
     from ..store import aggregate, open_store
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    compute = compute_kwargs(args)
     table = aggregate(open_store(args.store), progress=not args.quiet)
     ref = None
     if args.reference is not None:
@@ -113,7 +117,8 @@ def _cv(args) -> int:
     s = CVSettings(scheme=args.scheme, folds=args.folds, rounds=args.rounds, seed=args.seed, min_drugs=args.min_drugs,
                    sparse_drugs=args.sparse_drugs, reference=ref, max_cells=args.max_cells, prior=args.prior,
                    solver=args.solver, solver_kwargs=json.loads(args.solver_kwargs),
-                   baseline_kwargs=json.loads(args.baseline_kwargs))
+                   baseline_kwargs=json.loads(args.baseline_kwargs), ridge=args.ridge, depth=args.depth,
+                   refit="always" if args.refit else "auto", **compute)
     rep = cross_validate(table, args.method, s, progress=not args.quiet)
     comps = []
     if args.compare:

@@ -7,6 +7,7 @@ from typing import Any, List, Optional
 
 import numpy as np
 import torch
+from scipy import sparse
 
 from ..backend import ACCUM_DTYPE, resolve_device
 
@@ -136,9 +137,12 @@ class Prior:
 
 def group_means(Y: np.ndarray, labels: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
     """(means (n_groups, G) float64, counts (n_groups,)); groups without rows get the global mean."""
+    labels = np.asarray(labels, np.int64)
     counts = np.bincount(labels, minlength=n_groups)
-    S = np.zeros((n_groups, Y.shape[1]))
-    np.add.at(S, labels, Y.astype(np.float64))
+    # group sums as a sparse one-hot product: np.add.at is ~50x slower on 10^4 x 10^3 profiles
+    onehot = sparse.csr_matrix((np.ones(labels.size), (labels, np.arange(labels.size))),
+                               shape=(n_groups, labels.size))
+    S = np.asarray(onehot @ np.asarray(Y, np.float64))
     glob = Y.mean(0, dtype=np.float64) if len(Y) else np.zeros(Y.shape[1])
     M = np.where(counts[:, None] > 0, S / np.maximum(counts, 1)[:, None], glob[None, :])
     return M, counts

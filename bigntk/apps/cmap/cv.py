@@ -15,6 +15,7 @@ lines — so two methods evaluated with the same settings are paired fold by fol
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
@@ -22,8 +23,10 @@ import numpy as np
 from scipy import stats
 from tqdm.auto import tqdm
 
+from ...backend import memory_budget
 from ...baselines import make_baseline
 from ...store import PairTable
+from .priors import split_prior
 
 REPORT_KEYS = ("method", "pearson_r", "mean_r2", "mean_cosine", "n_test_profiles", "per_regime", "per_fold",
                "settings", "time_s")
@@ -44,6 +47,11 @@ class CVSettings:
     depth: int = 1
     nugget: float = 1.5
     w: float = 0.75
+    ridge: float = 0.0
+    refit: str = "auto"  # NTK: "auto" (exact fold-out when it applies), "always" (one fit per split)
+    device: Optional[str] = None
+    dtype: Optional[str] = None  # the refits' working precision (fold-out always computes in float64)
+    memory_budget: Optional[int] = None
     solver: str = "auto"
     solver_kwargs: Dict[str, Any] = field(default_factory=dict)
     baseline_kwargs: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # per method, e.g. {"dnpp": {"center": False}}
@@ -116,33 +124,18 @@ def _sparsify(table: PairTable, train: np.ndarray, c: int, s: CVSettings, seed) 
 
 # -- methods ----------------------------------------------------------------------------------------
 def ntk_predict(table: PairTable, train: np.ndarray, test: np.ndarray, ref: int, s: CVSettings) -> np.ndarray:
-    """NTK completion of the test columns with the chosen prior (bigntk.complete on genes × pairs)."""
+    """NTK completion of the test pairs refitted on the training pairs (bigntk.complete on genes × pairs)."""
     from ...completion import complete
-    from ...priors.cmap import mixed_prior, one_hot_prior, sparse_regime_prior
 
     cols = np.concatenate([train, test])
-    cell, drug = table.cell[cols], table.drug[cols]
-    Ytr = table.Y[train]
-    n_cells, n_drugs = len(table.cell_names), len(table.drug_names)
-    if s.prior == "onehot":
-        prior = one_hot_prior(cell, drug, "both", nugget=s.nugget)
-    else:
-        prior = sparse_regime_prior(Ytr, table.cell[train], table.drug[train], cell, drug, reference=ref,
-                                    n_cells=n_cells, n_drugs=n_drugs, w=s.w, nugget=s.nugget)
-        if s.prior.startswith("mixed-"):
-            name = s.prior.split("-", 1)[1]
-            kw = s.baseline_kwargs.get(name, {})
-            base = make_baseline(name, **kw).fit(Ytr, table.cell[train], table.drug[train])
-            imp = np.concatenate([Ytr, base.predict(table.cell[test], table.drug[test])]).T
-            prior = mixed_prior(imp, prior, nugget=s.nugget)
-        elif s.prior != "sparse":
-            raise ValueError(f"unknown prior {s.prior!r}; use sparse, onehot, mixed-dnpp or mixed-falrtc")
+    prior = split_prior(table, train, cols, ref, s)
     G = table.Y.shape[1]
     Y = np.zeros((G, cols.size), dtype=np.float32)
-    Y[:, : train.size] = Ytr.T
+    Y[:, : train.size] = table.Y[train].T
     mask = np.zeros((G, cols.size), dtype=bool)
     mask[:, : train.size] = True
-    out = complete(Y, mask, prior, depth=s.depth, solver=s.solver, **s.solver_kwargs)
+    out = complete(Y, mask, prior, depth=s.depth, ridge=s.ridge, solver=s.solver, device=s.device, dtype=s.dtype,
+                   memory_budget=s.memory_budget, **s.solver_kwargs)
     return np.asarray(out[:, train.size:].T, dtype=np.float32)
 
 
@@ -151,6 +144,26 @@ def predict(method: str, table: PairTable, train: np.ndarray, test: np.ndarray, 
         return ntk_predict(table, train, test, ref, s)
     model = make_baseline(method, **s.baseline_kwargs.get(method, {})).fit(table.Y[train], table.cell[train], table.drug[train])
     return model.predict(table.cell[test], table.drug[test])
+
+
+def _predictor(method: str, table: PairTable, ref: int, s: CVSettings) -> Tuple[Callable, str]:
+    """(predict(c, test, train) -> (|test|, G), mode): mode "fold-out" (NTK, exact, one factorisation;
+    :mod:`.foldout`) when the prior and the memory budget allow it, else "refit" (one fit per split)."""
+    from .foldout import FOLDOUT_PRIORS, FoldOut, foldout_bytes
+
+    refit = lambda c, test, train: predict(method, table, train, test, ref, s)  # noqa: E731
+    if method != "ntk" or s.refit == "always":
+        return refit, "refit"
+    if s.refit != "auto":
+        raise ValueError(f"refit must be 'auto' or 'always', got {s.refit!r}")
+    need, budget = foldout_bytes(table.n_pairs), memory_budget(s.device, s.memory_budget)
+    if s.prior not in FOLDOUT_PRIORS or need > budget:
+        why = (f"prior {s.prior!r} refits its baseline per fold" if s.prior not in FOLDOUT_PRIORS else
+               f"it needs {need / 2**30:.1f} GiB, over the memory budget of {budget / 2**30:.1f} GiB")
+        warnings.warn(f"exact fold-out CV does not apply ({why}); refitting once per split", stacklevel=3)
+        return refit, "refit"
+    fold = FoldOut(table, ref, s, device=s.device)
+    return fold.predict, "fold-out"
 
 
 # -- the protocol -----------------------------------------------------------------------------------
@@ -167,10 +180,13 @@ def cross_validate(table: PairTable, method: str, settings: Optional[CVSettings]
     splits = list(iter_splits(data, ref, s))
     if not splits:
         raise ValueError("no evaluation split: need a non-reference line with at least min_drugs drugs")
+    predictor, mode = _predictor(method, data, ref, s)
+    if mode == "fold-out":
+        splits.sort(key=lambda split: split[1])  # line after line: the fold-out state is per line
     for key, c, test, train in tqdm(splits, disable=not progress, desc=f"cv {method}"):
         n_train_c = int((data.cell[train] == c).sum())
         regime = "sparse" if (s.sparse_drugs is not None or n_train_c < s.dense_threshold) else "dense"
-        P = predict(method, data, train, test, ref, s)
+        P = predictor(c, test, train)
         preds.setdefault(key, []).append((P, data.Y[test], regime))
     all_P = np.concatenate([p for v in preds.values() for p, _, _ in v])
     all_Y = np.concatenate([y for v in preds.values() for _, y, _ in v])
@@ -190,6 +206,7 @@ def cross_validate(table: PairTable, method: str, settings: Optional[CVSettings]
     st.update(reference=ref, reference_name=str(data.cell_names[ref]), n_pairs=int(data.n_pairs),
               n_lines=int((n_cell_drugs > 0).sum()), method=method)
     report["settings"] = st
+    report["cv_mode"] = mode
     report["time_s"] = time.perf_counter() - t0
     return report
 
