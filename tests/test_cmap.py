@@ -100,6 +100,9 @@ def test_cv_report_and_paired_test(table):
     assert "ntk[sparse]" in markdown_table(reps, [t])
     sp = cross_validate(table, "mean", CVSettings(folds=3, rounds=1, max_cells=2, sparse_drugs=5), progress=False)
     assert set(sp["per_regime"]) == {"sparse"}
+    other = cross_validate(table, "mean", CVSettings(folds=3, rounds=2, max_cells=2, seed=0), progress=False)
+    with pytest.raises(ValueError, match="max_cells: 3 vs 2"):
+        paired_test(reps[2], other)  # same fold keys, different splits: refused
 
 
 def test_cli_synth_and_cv(tmp_path):

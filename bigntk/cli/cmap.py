@@ -8,59 +8,78 @@ from pathlib import Path
 from ._common import add_compute_args, compute_kwargs
 
 
+_FMT = argparse.ArgumentDefaultsHelpFormatter
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser("cmap", help="CMap L1000: ingest GCT(X), synthesise, cross-validate")
     sub = p.add_subparsers(dest="cmap_command", metavar="ACTION")
     sub.required = True
 
-    a = sub.add_parser("ingest", help="GCTX/GCT file -> observation store")
+    a = sub.add_parser("ingest", help="GCTX/GCT file -> observation store", formatter_class=_FMT,
+                       description="Read a GCTX (HDF5) or GCT (text) file into a zarr observation store "
+                                   "(profiles × genes, ids and metadata kept as in the file). Example: "
+                                   "bigntk cmap ingest level5.gctx --store obs.zarr --landmark-only")
     a.add_argument("file", help="input .gctx or .gct")
     a.add_argument("--store", required=True, help="output zarr store (directory)")
-    a.add_argument("--landmark-only", action="store_true", help="keep landmark genes only")
-    a.add_argument("--cell-field", default="cell_id")
+    a.add_argument("--landmark-only", action="store_true",
+                   help="keep landmark genes only (row field pr_is_lm, pr_is_lmark, is_lm or pr_is_landmark)")
+    a.add_argument("--cell-field", default="cell_id", help="column metadata field naming the cell line")
     a.add_argument("--drug-field", default="pert_id", help="column metadata field naming the drug (e.g. pert_iname)")
-    a.add_argument("--overwrite", action="store_true")
-    a.add_argument("--quiet", action="store_true")
+    a.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    a.add_argument("--quiet", action="store_true", help="no progress bars")
     a.set_defaults(func=_ingest)
 
-    s = sub.add_parser("synth", help="generate CMap-shaped data into a store (streamed)")
-    s.add_argument("--store", required=True)
-    s.add_argument("--profiles", type=int, default=20_000)
-    s.add_argument("--cells", type=int, default=71)
-    s.add_argument("--drugs", type=int, default=20_000)
-    s.add_argument("--genes", type=int, default=978)
+    s = sub.add_parser("synth", help="generate CMap-shaped data into a store (streamed)", formatter_class=_FMT,
+                       description="Write a CMap-shaped observation store (a reference line, dense and sparse "
+                                   "lines, replicates) chunk by chunk. Example: bigntk cmap synth --store s.zarr "
+                                   "--profiles 20000 --cells 20 --drugs 2000")
+    s.add_argument("--store", required=True, help="output zarr store (directory)")
+    s.add_argument("--profiles", type=int, default=20_000, help="profiles (replicates included)")
+    s.add_argument("--cells", type=int, default=71, help="cell lines")
+    s.add_argument("--drugs", type=int, default=20_000, help="compounds")
+    s.add_argument("--genes", type=int, default=978, help="genes (landmarks)")
     s.add_argument("--dense", type=int, default=7, help="number of dense lines besides the reference")
-    s.add_argument("--chunk-rows", type=int, default=None)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--overwrite", action="store_true")
-    s.add_argument("--quiet", action="store_true")
+    s.add_argument("--chunk-rows", type=int, default=None, help="profiles per chunk (default: ~32 MB chunks)")
+    s.add_argument("--seed", type=int, default=0, help="generator seed")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=_synth)
 
-    g = sub.add_parser("aggregate", help="one profile per (cell, drug) into a new store (streamed)")
-    g.add_argument("--store", required=True)
-    g.add_argument("--out", required=True)
+    g = sub.add_parser("aggregate", help="one profile per (cell, drug) into a new store (streamed)",
+                       formatter_class=_FMT,
+                       description="Average the replicates of each (cell, drug) pair (optionally weighted) into "
+                                   "a new store. Example: bigntk cmap aggregate --store obs.zarr --out pairs.zarr")
+    g.add_argument("--store", required=True, help="input observation store")
+    g.add_argument("--out", required=True, help="output store of one profile per pair")
     g.add_argument("--weight", default=None, help="per-profile weight column (weighted consensus)")
-    g.add_argument("--max-mb", type=float, default=512)
-    g.add_argument("--overwrite", action="store_true")
-    g.add_argument("--quiet", action="store_true")
+    g.add_argument("--max-mb", type=float, default=512, help="memory for the streamed reduction, MB")
+    g.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    g.add_argument("--quiet", action="store_true", help="no progress bars")
     g.set_defaults(func=_aggregate)
 
-    c = sub.add_parser("cv", help="cross-validate a method on a store")
-    c.add_argument("--store", required=True)
-    c.add_argument("--method", required=True, choices=["ntk", "mean", "dnpp", "falrtc"])
-    c.add_argument("--prior", default="sparse", choices=["sparse", "onehot", "mixed-dnpp", "mixed-falrtc"])
-    c.add_argument("--scheme", default="kfold", choices=["kfold", "loco"])
-    c.add_argument("--folds", type=int, default=10)
-    c.add_argument("--rounds", type=int, default=5)
-    c.add_argument("--sparse-drugs", type=int, default=None)
-    c.add_argument("--min-drugs", type=int, default=10)
+    c = sub.add_parser("cv", help="cross-validate a method on a store", formatter_class=_FMT,
+                       description="The paper's protocol: rounds × k-fold within each line (the reference line "
+                                   "training-only), priors rebuilt from each split's training pairs; NTK by exact "
+                                   "fold-out formulas when they apply (docs/cmap.md). Example: bigntk cmap cv "
+                                   "--store s.zarr --method ntk --folds 10 --rounds 1 --report ntk.json")
+    c.add_argument("--store", required=True, help="observation store (replicates are aggregated)")
+    c.add_argument("--method", required=True, choices=["ntk", "mean", "dnpp", "falrtc"], help="method to evaluate")
+    c.add_argument("--prior", default="sparse", choices=["sparse", "onehot", "mixed-dnpp", "mixed-falrtc"],
+                   help="NTK column prior (docs/cmap.md)")
+    c.add_argument("--scheme", default="kfold", choices=["kfold", "loco"],
+                   help="k-fold within each line, or leave each (line, drug) out")
+    c.add_argument("--folds", type=int, default=10, help="folds per line")
+    c.add_argument("--rounds", type=int, default=5, help="repetitions with new fold assignments")
+    c.add_argument("--sparse-drugs", type=int, default=None, help="keep only N training drugs of the target line")
+    c.add_argument("--min-drugs", type=int, default=10, help="drop lines with fewer drugs")
     c.add_argument("--max-cells", type=int, default=None, help="evaluate only the first N lines (quick runs)")
     c.add_argument("--reference", default=None, help="reference line name (default: the line with most drugs)")
     c.add_argument("--solver", default="auto", help="NTK solver passed to bigntk.complete (e.g. direct, eigenpro)")
     c.add_argument("--solver-kwargs", default="{}", help="JSON dict of extra solver arguments")
     c.add_argument("--baseline-kwargs", default="{}",
                    help='JSON per method, e.g. \'{"dnpp": {"center": false}}\' for z-scored data')
-    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--seed", type=int, default=0, help="seed of the fold assignments")
     c.add_argument("--compare", default=None, help="JSON report of another method (same settings): paired t-test")
     c.add_argument("--report", required=True, help="output JSON report (a .md table is written beside it)")
     c.add_argument("--ridge", type=float, default=0.0, help="NTK ridge added to the kernel diagonal")
@@ -68,7 +87,7 @@ def register(subparsers) -> None:
     c.add_argument("--refit", action="store_true",
                    help="NTK: refit once per split instead of the exact fold-out formulas (same numbers, slower)")
     add_compute_args(c)
-    c.add_argument("--quiet", action="store_true")
+    c.add_argument("--quiet", action="store_true", help="no progress bars")
     c.set_defaults(func=_cv)
 
 

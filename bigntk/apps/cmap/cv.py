@@ -213,6 +213,13 @@ def cross_validate(table: PairTable, method: str, settings: Optional[CVSettings]
 
 def paired_test(a: Dict[str, Any], b: Dict[str, Any], metric: str = "mean_r2") -> Dict[str, Any]:
     """Paired t-test (scipy.stats.ttest_rel) of a − b over the folds both reports share."""
+    split_keys = ("scheme", "folds", "rounds", "seed", "min_drugs", "sparse_drugs", "max_cells", "reference",
+                  "n_pairs")
+    sa, sb = a.get("settings", {}), b.get("settings", {})
+    differ = [k for k in split_keys if sa.get(k) != sb.get(k)]
+    if differ:
+        raise ValueError("the reports' splits differ (" + ", ".join(f"{k}: {sa.get(k)!r} vs {sb.get(k)!r}"
+                                                          for k in differ) + "); rerun with the same settings")
     fa = {(f["round"], f["fold"]): f[metric] for f in a["per_fold"]}
     fb = {(f["round"], f["fold"]): f[metric] for f in b["per_fold"]}
     keys = sorted(k for k in fa.keys() & fb.keys() if np.isfinite(fa[k]) and np.isfinite(fb[k]))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Tuple
 
 import h5py
 import numpy as np
@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from ...store import ObservationWriter, open_store, ObservationStore
 
 NULL_VALUE = -666.0
-_LANDMARK_FIELDS = ("pr_is_lmark", "is_lm", "pr_is_landmark")
+_LANDMARK_FIELDS = ("pr_is_lm", "pr_is_lmark", "is_lm", "pr_is_landmark")  # cmapPy / GEO gene_info names
 _NUM = re.compile(r"^\s*([-+]?\d*\.?\d+(?:[eE][-+]?\d+)?)")
 
 
