@@ -156,6 +156,7 @@ def figure(result: dict) -> None:
     for key, label in (("ntk_strong", "NTK EigenPro epoch"), ("cntk_strong", "CNTK CG iteration")):
         recs = result.get(key, [])
         if recs:
+            recs = sorted(recs, key=lambda r: r["workers"])  # relative to the fewest workers, in any --workers order
             w = [r["workers"] for r in recs]
             t = [r.get("median_iteration_s", r["seconds"]) for r in recs]
             axes[0].plot(w, [t[0] / x for x in t], "o-", label=label)
@@ -164,7 +165,7 @@ def figure(result: dict) -> None:
     axes[0].set_ylabel("speed-up over 1 worker")
     axes[0].set_title("strong scaling")
     axes[0].legend()
-    recs = result.get("ntk_weak", [])
+    recs = sorted(result.get("ntk_weak", []), key=lambda r: r["workers"])
     if recs:
         w = [r["workers"] for r in recs]
         axes[1].plot(w, [r["seconds"] for r in recs], "o-", label="epoch time (n ∝ workers)")
@@ -172,6 +173,8 @@ def figure(result: dict) -> None:
         axes[1].set_ylabel("epoch seconds")
         axes[1].set_title("weak scaling, NTK EigenPro")
         axes[1].legend()
+    else:
+        axes[1].axis("off")
     fig.tight_layout()
     FIGURE.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(FIGURE, dpi=110)
@@ -187,7 +190,16 @@ def main() -> None:
     ap.add_argument("--cntk-size", type=int, default=1024)
     ap.add_argument("--gpu-entries-per-s", type=float, default=2e11)
     ap.add_argument("--quick", action="store_true", help="small sizes (a smoke test of the script)")
+    ap.add_argument("--plot", action="store_true",
+                    help="only redraw the figure from scaling/results/bench_distributed.json (runs nothing)")
     args = ap.parse_args()
+    if args.plot:
+        import json
+
+        from _util import RESULTS
+
+        figure(json.loads((RESULTS / "bench_distributed.json").read_text()))
+        return
     n, size = (4000, 256) if args.quick else (args.n, args.cntk_size)
     result: dict = {"settings": vars(args), "load_before": os.getloadavg()}
     from bigntk.solvers import EigenPro  # noqa: F401  (import cost outside the timings)
