@@ -1,5 +1,4 @@
 """End-to-end NTK completion: semantics, batching of observed sets, validation, the estimator."""
-import warnings
 
 import numpy as np
 import pytest

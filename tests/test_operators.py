@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from bigntk.blocks import iter_tiles, kernel_tiles, matmul_graph, tile_plan
 from bigntk.kernels.ntk import ntk

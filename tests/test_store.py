@@ -1,5 +1,4 @@
 """Observation store: append, interrupted writes, format errors, streaming aggregation."""
-import json
 
 import numpy as np
 import pytest

@@ -21,6 +21,7 @@ from .concrete import (ConcatPrior, EmbeddingPrior, ExplicitPrior, FactorPrior, 
 from .images import meshgrid, prior_covariance, stationary_values, uniform
 
 __all__ = [
+    "group_means",
     "Prior",
     "GramFactor",
     "ExplicitPrior",

@@ -208,7 +208,7 @@ class LeakyReLU(Layer):
         return nn.ReLU() if self.negative_slope == 0.0 else nn.LeakyReLU(self.negative_slope)
 
     def dense(self, S, T, last: bool = False, block: int = 8):
-        h, w = S.shape[0], S.shape[2]
+        h = S.shape[0]
         d = torch.einsum("iijj->ij", S).clone()  # (h, w) diagonal
         for i0 in range(0, h, block):
             sl = slice(i0, min(i0 + block, h))
