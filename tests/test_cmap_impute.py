@@ -188,6 +188,16 @@ def test_another_configuration_is_refused_never_mixed(obs, pred, tmp_path):
     assert zarr.open_group(str(out), mode="r").attrs["prior"] == "onehot"
 
 
+def test_a_second_writer_is_refused_at_once(obs, tmp_path):
+    from bigntk import persist
+
+    out = tmp_path / "busy.zarr"
+    with persist.exclusive(out):
+        with pytest.raises(persist.StoreBusyError, match="another process"):
+            impute(obs, out, method="mean", progress=False)
+    assert not out.exists()
+
+
 def test_gctx_export_reads_back_with_cmappy(pred, tmp_path):
     from cmapPy.pandasGEXpress.parse import parse
 
