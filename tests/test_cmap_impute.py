@@ -15,7 +15,7 @@ import pytest
 import torch
 import zarr
 
-from bigntk.apps.cmap import impute as impute_mod
+from bigntk.apps.cmap._impute_models import NTKModel
 from bigntk.apps.cmap.export import export_gctx
 from bigntk.apps.cmap.impute import PredictionsExistError, impute
 from bigntk.apps.cmap.synth import synthesize
@@ -156,7 +156,7 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result_bitwise(obs, pred, 
         impute(obs, out, chunk_drugs=32, progress=False, callback=die)
     g = zarr.open_group(str(out), mode="r")
     assert g.attrs["complete"] is False and int((g["done"][...] > 0).sum()) == 5
-    monkeypatch.setattr(impute_mod.NTKModel, "fit", lambda self: pytest.fail("resume refitted α"))
+    monkeypatch.setattr(NTKModel, "fit", lambda self: pytest.fail("resume refitted α"))
     calls = []
     impute(obs, out, progress=False, callback=lambda k, n: calls.append(n))  # chunk_drugs from the store
     assert len(calls) == calls[0] == 6 * 4 - 5

@@ -198,39 +198,38 @@ def _open_existing(out: Path, config: Dict[str, Any], chunk_drugs: Optional[int]
     plan = dict(group.attrs.get("plan", {}))
     if chunk_drugs is not None and plan and int(chunk_drugs) != plan.get("chunk_drugs"):
         raise _refuse(out, f"was chunked by {plan.get('chunk_drugs')} drugs, not {chunk_drugs}")
-    if not group.attrs.get("initialized"):  # killed while it was being laid out: nothing worth keeping
-        persist.remove(out)
-        return None
     return group
 
 
 def _create(out: Path, sel: Selection, config: Dict[str, Any], plan: Dict[str, int], source: str) -> Any:
-    """Lay out a fresh predictions store (module docstring); ``initialized`` is set last."""
+    """Lay out a fresh predictions store (module docstring) beside ``out`` and rename it into place, so a
+    run killed while laying it out leaves no half store at ``out``."""
     import zarr
 
     from ... import __version__
 
     C, D, G = sel.shape
     cd = plan["chunk_drugs"]
-    group = zarr.open_group(str(out), mode="w", zarr_format=3)
     top = {k: config[k] for k in ("method", "prior", "depth", "ridge", "nugget", "w", "solver", "reference",
                                   "input_fingerprint")}
-    group.attrs.update({"format": FORMAT, "format_version": FORMAT_VERSION, "complete": False,
-                        "initialized": False, "config": _normalise(config), **top, "plan": plan,
-                        "source": source, "bigntk_version": __version__, "n_train": int(sel.Y.shape[0]),
-                        "n_observed": int(sel.Y.shape[0]), "n_imputed": int(C * D - sel.Y.shape[0])})
-    for name, ids in (("cell", sel.cell_ids), ("drug", sel.drug_ids), ("gene", sel.gene_ids)):
-        persist.create_array(group, name, np.asarray(ids, dtype=str), dims=(name,), chunks=(max(len(ids), 1),))
-    observed = np.zeros((C, D), bool)
-    observed[sel.cell, sel.drug] = True
-    persist.create_array(group, "observed", observed, dims=("cell", "drug"),
-                         chunks=(max(1, min(C, 2**24 // max(D, 1))), D))
-    persist.create_array(group, "imputed", shape=(C, D, G), dtype="float32", chunks=(1, cd, G),
-                         fill_value=float("nan"), dims=("cell", "drug", "gene"))
-    persist.create_array(group, "done", shape=(C, -(-D // cd)), dtype="uint32", chunks=(1, 1), fill_value=0,
-                         dims=("cell", "drug_chunk"))
-    group.attrs["initialized"] = True
-    return group
+    attrs = {"format": FORMAT, "format_version": FORMAT_VERSION, "complete": False, "initialized": True,
+             "config": _normalise(config), **top, "plan": plan, "source": source, "bigntk_version": __version__,
+             "n_train": int(sel.Y.shape[0]), "n_observed": int(sel.Y.shape[0]),
+             "n_imputed": int(C * D - sel.Y.shape[0])}
+    with persist.atomic_output(out) as tmp:
+        group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
+        for name, ids in (("cell", sel.cell_ids), ("drug", sel.drug_ids), ("gene", sel.gene_ids)):
+            persist.create_array(group, name, np.asarray(ids, dtype=str), dims=(name,), chunks=(max(len(ids), 1),))
+        observed = np.zeros((C, D), bool)
+        observed[sel.cell, sel.drug] = True
+        persist.create_array(group, "observed", observed, dims=("cell", "drug"),
+                             chunks=(max(1, min(C, 2**24 // max(D, 1))), D))
+        persist.create_array(group, "imputed", shape=(C, D, G), dtype="float32", chunks=(1, cd, G),
+                             fill_value=float("nan"), dims=("cell", "drug", "gene"))
+        persist.create_array(group, "done", shape=(C, -(-D // cd)), dtype="uint32", chunks=(1, 1), fill_value=0,
+                             dims=("cell", "drug_chunk"))
+        group.attrs.update(attrs)
+    return zarr.open_group(str(out), mode="r+")
 
 
 def _state(group: Any, model: Any, sel: Selection) -> Optional[np.ndarray]:
