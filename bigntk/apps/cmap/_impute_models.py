@@ -11,7 +11,7 @@ from typing import Any, Dict, Optional
 import numpy as np
 import torch
 
-from ...backend import to_numpy
+from ...backend import free_memory_bytes, to_numpy
 from ...baselines import make_baseline
 from ...operators import KernelOperator, ntk_operator
 from ...priors import Prior
@@ -55,7 +55,11 @@ class BaselineModel:
         return None
 
     def _whole_cube(self) -> None:
-        C, D, _ = self.sel.shape
+        C, D, G = self.sel.shape
+        need, free = 8 * C * D * G * 4, free_memory_bytes()  # the tensor, its start, iterates and gradients
+        if need > free:
+            raise MemoryError(f"falrtc completes the whole {C} x {D} x {G} cube in memory (about {need / 1e9:.1f} GB, "
+                              f"{free / 1e9:.1f} GB free); restrict --cells / --drugs or use another method")
         missing = np.ones(C * D, bool)
         missing[self.sel.train_index] = False
         idx = np.nonzero(missing)[0]
