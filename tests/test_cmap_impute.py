@@ -22,7 +22,7 @@ from bigntk.apps.cmap.synth import synthesize
 from bigntk.baselines import DNPP, CellMean
 from bigntk.cli import main
 from bigntk.completion import complete
-from bigntk.priors.cmap import sparse_regime_prior
+from bigntk.priors.cmap import one_hot_prior, sparse_regime_prior
 from bigntk.store import aggregate
 
 xr = pytest.importorskip("xarray")
@@ -91,20 +91,26 @@ def test_observed_entries_are_the_aggregated_profiles_bitwise(pred, table):
     assert got[observed].tobytes() == cube[observed].tobytes()
 
 
-def test_ntk_predictions_equal_complete_on_the_same_data(pred, table):
+@pytest.mark.parametrize("prior", ["sparse", "onehot"])
+def test_ntk_predictions_equal_complete_on_the_same_data(obs, pred, table, tmp_path, prior):
     _, observed = _cube(table)
     qc, qd = np.nonzero(~observed)
     cell, drug = np.concatenate([table.cell, qc]), np.concatenate([table.drug, qd])
-    ref = int(np.argmax(np.bincount(table.cell, minlength=SHAPE[0])))
-    prior = sparse_regime_prior(table.Y, table.cell, table.drug, cell, drug, reference=ref, n_cells=SHAPE[0],
+    if prior == "sparse":
+        ref = int(np.argmax(np.bincount(table.cell, minlength=SHAPE[0])))
+        p = sparse_regime_prior(table.Y, table.cell, table.drug, cell, drug, reference=ref, n_cells=SHAPE[0],
                                 n_drugs=SHAPE[1], w=0.75, nugget=1.5)
+        path = pred
+    else:
+        p = one_hot_prior(cell, drug, "both", nugget=1.5)
+        path = impute(obs, tmp_path / "onehot.zarr", prior="onehot", depth=2, progress=False)
     n, G = table.n_pairs, SHAPE[2]
     Y = np.zeros((G, cell.size), np.float32)
     Y[:, :n] = table.Y.T
     mask = np.zeros_like(Y, bool)
     mask[:, :n] = True
-    want = complete(Y, mask, prior, depth=1, progress=False)[:, n:].T
-    got = xr.open_zarr(pred)["imputed"].values[qc, qd]
+    want = complete(Y, mask, p, depth=1 if prior == "sparse" else 2, progress=False)[:, n:].T
+    got = xr.open_zarr(path)["imputed"].values[qc, qd]
     assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
 
 
