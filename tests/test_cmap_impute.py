@@ -131,11 +131,13 @@ def test_falrtc_and_mixed_prior_run(obs, tmp_path):
         assert np.isfinite(ds["imputed"].values).all() and ds.attrs["complete"]
 
 
-def test_selection_and_clear_errors(obs, table, tmp_path):
+def test_selection_and_clear_errors(obs, pred, table, tmp_path):
     cells, drugs = ["cell000", "cell002"], [f"drug{i:05d}" for i in range(0, 120, 3)]
     ds = xr.open_zarr(impute(obs, tmp_path / "s.zarr", cells=cells, drugs=drugs, progress=False))
     assert ds["imputed"].shape == (2, 40, SHAPE[2]) and ds["cell"].values.tolist() == cells
     assert ds.attrs["config"]["cells"] == cells and ds.attrs["reference"] == "cell000"
+    every = [f"cell{i:03d}" for i in range(SHAPE[0])]
+    assert impute(obs, pred, cells=every[::-1], progress=False) == pred  # all cells = no selection: same store
     with pytest.raises(ValueError, match="'nope'"):
         impute(obs, tmp_path / "x.zarr", cells=["cell000", "nope"], progress=False)
     with pytest.raises(ValueError, match="unknown method"):
@@ -222,6 +224,13 @@ def test_gctx_export_reads_back_with_cmappy(pred, tmp_path):
                                       ds["imputed"].sel(cell=cell, drug=drug).values)
         assert g.col_metadata_df.loc[cid, "cell_id"] == cell and g.col_metadata_df.loc[cid, "pert_id"] == drug
     assert set(g.col_metadata_df["cell_id"]) == {"cell001", "cell004"} and not g.col_metadata_df["observed"].any()
+    n_all = export_gctx(pred, tmp_path / "all.gctx", drugs=["drug00000", "drug00001"], pairs="all")
+    with h5py.File(tmp_path / "all.gctx", "r") as f:
+        M, ids = f["0/DATA/0/matrix"][...], [b.decode() for b in f["0/META/COL/id"][...]]
+    assert n_all == SHAPE[0] * 2 == M.shape[0] and ids[:2] == ["cell000:drug00000", "cell000:drug00001"]
+    np.testing.assert_array_equal(M, ds["imputed"].values[:, :2].reshape(-1, SHAPE[2]))
+    with pytest.raises(ValueError, match="'drug99999'"):
+        export_gctx(pred, tmp_path / "bad.gctx", drugs=["drug99999"])
 
 
 def test_cli_end_to_end(obs, pred, tmp_path, capsys):

@@ -140,8 +140,9 @@ def fingerprint(sel: Selection) -> str:
 
 def _config(sel: Selection, method: str, prior: str, depth: int, ridge: float, nugget: float, w: float,
             solver: str, solver_options: dict, baseline_options: dict, dtype: str,
-            cells, drugs) -> Dict[str, Any]:
-    """The identity of a predictions store (a resumed run must match it exactly)."""
+            cells, drugs, n_cells: int, n_drugs: int) -> Dict[str, Any]:
+    """The identity of a predictions store (a resumed run must match it exactly); a selection of every
+    cell (drug) of the store (``n_cells``, ``n_drugs``) is recorded as None, like no selection."""
     ntk = method == "ntk"
     uses_ref = ntk and prior != "onehot"
     return {"method": method, "prior": prior if ntk else None, "depth": int(depth) if ntk else None,
@@ -149,8 +150,8 @@ def _config(sel: Selection, method: str, prior: str, depth: int, ridge: float, n
             "w": float(w) if uses_ref else None, "solver": solver if ntk else None,
             "solver_options": dict(solver_options) if ntk else {}, "baseline_options": dict(baseline_options),
             "reference": str(sel.cell_ids[sel.reference]) if uses_ref else None,
-            "cells": None if cells is None else sel.cell_ids.tolist(),
-            "drugs": None if drugs is None else sel.drug_ids.tolist(),
+            "cells": None if cells is None or n_cells == len(sel.cell_ids) else sel.cell_ids.tolist(),
+            "drugs": None if drugs is None or n_drugs == len(sel.drug_ids) else sel.drug_ids.tolist(),
             "dtype": dtype if ntk else "float32", "input_fingerprint": fingerprint(sel)}
 
 
@@ -339,7 +340,7 @@ def impute(store: str | Path | ObservationStore, out: str | Path, *, method: str
         sel = select(aggregate(st, progress=progress), cells, drugs, reference)
         dt = str(comp.dtype).replace("torch.", "")
         config = _config(sel, method, prior, depth, ridge, nugget, w, solver, solver_options or {},
-                         baseline_options or {}, dt, cells, drugs)
+                         baseline_options or {}, dt, cells, drugs, len(st.cell_names), len(st.drug_names))
         group = _open_existing(out, config, chunk_drugs, overwrite)
         if group is not None and group.attrs.get("complete"):
             return out
