@@ -1,12 +1,12 @@
-"""``bigntk cmap ingest|synth|aggregate|cv``: CMap L1000 data to a zarr store, generator, cross-validation."""
+"""``bigntk cmap ingest|synth|aggregate|cv|impute``: CMap L1000 data to a zarr store, generator,
+cross-validation, imputation of every unmeasured pair into a predictions store."""
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
 
-from ._common import add_compute_args, compute_kwargs
-
+from ._common import SOLVER_CHOICES, add_compute_args, compute_kwargs
 
 _FMT = argparse.ArgumentDefaultsHelpFormatter
 
@@ -89,6 +89,40 @@ def register(subparsers) -> None:
     add_compute_args(c)
     c.add_argument("--quiet", action="store_true", help="no progress bars")
     c.set_defaults(func=_cv)
+    _register_impute(sub)
+
+
+def _names(text: str) -> list:
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
+    return names
+
+
+def _register_impute(sub) -> None:
+    i = sub.add_parser("impute", help="impute every unmeasured (cell, drug) pair into a predictions store")
+    i.add_argument("--store", required=True, help="observation store (from ingest or synth)")
+    i.add_argument("--out", required=True, help="predictions store (zarr v3; xarray.open_zarr opens it)")
+    i.add_argument("--method", default="ntk", choices=["ntk", "mean", "dnpp", "falrtc"])
+    i.add_argument("--prior", default="sparse", choices=["sparse", "onehot", "mixed-dnpp", "mixed-falrtc"])
+    i.add_argument("--cells", type=_names, default=None, metavar="A,B", help="only these lines (cube and fit)")
+    i.add_argument("--drugs", type=_names, default=None, metavar="X,Y", help="only these drugs (cube and fit)")
+    i.add_argument("--reference", default=None, help="reference line name (default: the line with most drugs)")
+    i.add_argument("--depth", type=int, default=1, help="hidden layers of the NTK (default 1)")
+    i.add_argument("--ridge", type=float, default=0.0, help="ridge added to the kernel diagonal (default 0)")
+    i.add_argument("--nugget", type=float, default=1.5, help="identity nugget of the prior (default 1.5)")
+    i.add_argument("--w", type=float, default=0.75, help="weight of the cell-mean block of the sparse prior")
+    i.add_argument("--solver", default="auto", choices=SOLVER_CHOICES)
+    i.add_argument("--solver-kwargs", default="{}", help="JSON dict of solver options (e.g. epochs)")
+    i.add_argument("--baseline-kwargs", default="{}", help='JSON per baseline, e.g. \'{"dnpp": {"k": 5}}\'')
+    i.add_argument("--chunk-drugs", type=int, default=None, help="drugs per written chunk (default: by memory)")
+    i.add_argument("--gctx", default=None, metavar="FILE", help="also export pairs as a GCTX file")
+    i.add_argument("--gctx-pairs", default="unobserved", choices=["unobserved", "observed", "all"],
+                   help="which pairs of the selection --gctx exports (default unobserved)")
+    i.add_argument("--overwrite", action="store_true", help="replace a predictions store of another configuration")
+    i.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_compute_args(i)
+    i.set_defaults(func=_impute)
 
 
 def _ingest(args) -> int:
@@ -148,4 +182,29 @@ def _cv(args) -> int:
     md = markdown_table([rep], comps)
     Path(args.report).with_suffix(".md").write_text(md + "\n")
     print(md)
+    return 0
+
+
+def _impute(args) -> int:
+    import time
+
+    import zarr
+
+    from ..apps.cmap.export import export_gctx
+    from ..apps.cmap.impute import impute
+
+    t0 = time.perf_counter()
+    out = impute(args.store, args.out, method=args.method, prior=args.prior, depth=args.depth, ridge=args.ridge,
+                 nugget=args.nugget, w=args.w, solver=args.solver, cells=args.cells, drugs=args.drugs,
+                 reference=args.reference, chunk_drugs=args.chunk_drugs,
+                 solver_options=json.loads(args.solver_kwargs), baseline_options=json.loads(args.baseline_kwargs),
+                 overwrite=args.overwrite, progress=not args.quiet, **compute_kwargs(args))
+    group = zarr.open_group(str(out), mode="r")
+    C, D, G = group["imputed"].shape
+    line = (f"imputed {group.attrs['n_imputed']} pairs ({group.attrs['n_observed']} measured) of {C} cells x {D} "
+            f"drugs x {G} genes in {time.perf_counter() - t0:.1f} s -> {out}")
+    if args.gctx:
+        n = export_gctx(out, args.gctx, cells=args.cells, drugs=args.drugs, pairs=args.gctx_pairs)
+        line += f"; {n} profiles -> {args.gctx}"
+    print(line)
     return 0
