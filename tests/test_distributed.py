@@ -22,8 +22,13 @@ pytestmark = pytest.mark.timeout(240)
 
 @pytest.fixture(scope="module")
 def client():
+    import os
+
+    before = dict(os.environ)
     with cluster(workers=2, quiet=True) as c:
         yield c
+    # dask's nannies set OMP/MKL_NUM_THREADS=1 etc. in this process; closing the cluster puts them back
+    assert dict(os.environ) == before
 
 
 def _problem(n=1200, p=8, l=3, seed=0):

@@ -278,7 +278,7 @@ SCRIPT = textwrap.dedent("""
     import sys, numpy as np
     sys.path.insert(0, sys.argv[4])
     from test_solvers import _kill_resume_fit
-    np.save(sys.argv[2], _kill_resume_fit(sys.argv[1], float(sys.argv[3])))
+    np.save(sys.argv[2], _kill_resume_fit(sys.argv[1] or None, float(sys.argv[3])))
 """)
 
 
@@ -295,7 +295,10 @@ def test_kill_and_resume_is_bitwise_identical(tmp_path):
     script = tmp_path / "fit.py"
     script.write_text(SCRIPT)
     ckpt = tmp_path / "state.zarr"
-    ref = _kill_resume_fit(None)  # uninterrupted reference (same code, this process)
+    # every run in a fresh process with the same environment: BLAS's threading mode (e.g. a leaked
+    # MKL_NUM_THREADS=1) changes results bitwise, so the reference must not run in this process
+    _run(script, "", tmp_path / "ref.npy", 0.0)
+    ref = np.load(tmp_path / "ref.npy")
     proc = _run(script, ckpt, tmp_path / "killed.npy", 0.05, wait=False)
     deadline = time.time() + 90
     while not ckpt.exists() and time.time() < deadline:
@@ -307,8 +310,8 @@ def test_kill_and_resume_is_bitwise_identical(tmp_path):
     import zarr
 
     assert zarr.open_group(str(ckpt), mode="r").attrs["status"] == "running"
-    resumed = _kill_resume_fit(str(ckpt))  # resume in a fresh call
-    assert np.array_equal(ref, resumed)
+    _run(script, ckpt, tmp_path / "resumed.npy", 0.0)  # resume in a fresh process
+    assert np.array_equal(ref, np.load(tmp_path / "resumed.npy"))
     assert zarr.open_group(str(ckpt), mode="r").attrs["status"] == "done"
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import sys
 from typing import Any, Callable, Iterator
 
@@ -32,6 +33,10 @@ def cluster(workers: int | None = None, scheduler: str | None = None, *, threads
         return
     from distributed import Client, LocalCluster
 
+    # dask's nannies write their workers' settings (OMP/MKL/OPENBLAS_NUM_THREADS=1, PYTHONHASHSEED, ...)
+    # into this process's os.environ; every subprocess started later would inherit them (sequential BLAS
+    # changes results bitwise), so the caller's environment is put back when the cluster closes.
+    environ = dict(os.environ)
     if scheduler is not None:
         client, started = Client(scheduler), None
     else:
@@ -56,6 +61,13 @@ def cluster(workers: int | None = None, scheduler: str | None = None, *, threads
         client.close()
         if started is not None:
             started.close()
+        _restore_environ(environ)
+
+
+def _restore_environ(saved: dict) -> None:
+    for key in set(os.environ) - set(saved):
+        del os.environ[key]
+    os.environ.update(saved)
 
 
 def n_workers(client: Any) -> int:
