@@ -195,18 +195,20 @@ def _step(s: _State, observed: torch.Tensor, sm: _Smoothing, C: float) -> int:
     return steps
 
 
-def falrtc_bytes(shape: Sequence[int], dtype: torch.dtype = torch.float64) -> int:
-    """Peak bytes of :func:`complete_tensor` on a tensor of ``shape``: the five working tensors, the
-    observed values and mask, two blocks and the mode Grams (float64) with their eigenvectors."""
+def falrtc_bytes(shape: Sequence[int], dtype: torch.dtype = torch.float64, extra: int = 0) -> int:
+    """Peak bytes of the FaLRTC iteration on a tensor of ``shape``: the five working tensors, two
+    blocks of an unfolding, the mode Grams (float64) with their eigenvectors, plus ``extra`` bytes
+    (the caller's mask and kept observed values)."""
     n = math.prod(shape)
     item = torch.finfo(dtype).bits // 8
     grams = sum(6 * s * s * 8 for s in shape)
-    return (N_WORK + 1) * n * item + n + 2 * BLOCK_ELEMS * 8 + grams
+    return N_WORK * n * item + 2 * BLOCK_ELEMS * 8 + grams + int(extra)
 
 
-def check_falrtc_fits(shape: Sequence[int], device: torch.device, dtype: torch.dtype, budget=None) -> None:
+def check_falrtc_fits(shape: Sequence[int], device: torch.device, dtype: torch.dtype, budget=None,
+                      extra: int = 0) -> None:
     """Refuse, before allocating, a tensor whose FaLRTC needs more than the memory budget."""
-    need, have = falrtc_bytes(shape, dtype), memory_budget(device, budget)
+    need, have = falrtc_bytes(shape, dtype, extra), memory_budget(device, budget)
     if need > have:
         raise MemoryError(
             f"FaLRTC on a {' x '.join(map(str, shape))} tensor needs about {need / 1e9:.2f} GB "
@@ -255,7 +257,8 @@ def complete_tensor(T, observed, *, alpha: Sequence[float] = (1.0, 1e-2, 1.0), m
     obs = torch.as_tensor(np.ascontiguousarray(observed, dtype=bool), device=dev)
     if obs.shape != T.shape:
         raise ValueError(f"observed has shape {tuple(obs.shape)}, tensor has {T.shape}")
-    check_falrtc_fits(T.shape, dev, dt, memory_budget)
+    item = torch.finfo(dt).bits // 8
+    check_falrtc_fits(T.shape, dev, dt, memory_budget, extra=T.size * (1 + item))  # mask + kept values
     X = to_tensor(T, dev, dt)
     kept = X[obs]
     fill = to_tensor(np.asarray(init), dev, dt) if init is not None else kept.mean()
@@ -300,7 +303,7 @@ class FaLRTC:
         dev = resolve_device(self.device)
         dt = torch.float64 if self.dtype is None else resolve_dtype(self.dtype)
         shape = (drugs.size, cells.size, self.Y_.shape[1])
-        check_falrtc_fits(shape, dev, dt, self.memory_budget)
+        check_falrtc_fits(shape, dev, dt, self.memory_budget, extra=shape[0] * shape[1])  # fibre mask
         X = self._start(shape, ci, di, dev, dt)
         rows = torch.as_tensor(di * cells.size + ci, device=dev)
         obs = torch.zeros(shape[0] * shape[1], dtype=torch.bool, device=dev)
