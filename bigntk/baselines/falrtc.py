@@ -88,6 +88,17 @@ def _as_matrix(block: torch.Tensor) -> torch.Tensor:
     return block.transpose(0, 1).reshape(block.shape[1], -1)
 
 
+def _add_sym_product(out: torch.Tensor, M: torch.Tensor, rows: int = 256) -> None:
+    """out += M Mᵀ computing only the lower triangle of row blocks (≈ half the flops of M @ M.T)."""
+    n = M.shape[0]
+    cuts = list(range(0, n, rows)) + [n]
+    for i in range(len(cuts) - 1):
+        ri = slice(cuts[i], cuts[i + 1])
+        Ri = M[ri] @ M[: cuts[i + 1]].T  # (rows, cuts[i+1]): blocks (i, 0..i)
+        out[ri, : cuts[i + 1]] += Ri
+        out[: cuts[i], ri] += Ri[:, : cuts[i]].T
+
+
 def _gram(X: torch.Tensor, mode: int, other: Optional[torch.Tensor] = None) -> torch.Tensor:
     """X_(mode) @ other_(mode)ᵀ (default other = X), (n_mode, n_mode) in ACCUM_DTYPE."""
     V = _mode_view(X, mode)
@@ -96,8 +107,10 @@ def _gram(X: torch.Tensor, mode: int, other: Optional[torch.Tensor] = None) -> t
     out = torch.zeros(n, n, dtype=ACCUM_DTYPE, device=X.device)
     for sa, sb in _blocks(V, BLOCK_ELEMS):
         M = _as_matrix(V[sa, :, sb]).to(ACCUM_DTYPE)
-        N = M if other is None else _as_matrix(O[sa, :, sb]).to(ACCUM_DTYPE)
-        out += M @ N.T
+        if other is None:
+            _add_sym_product(out, M)
+        else:
+            out += M @ _as_matrix(O[sa, :, sb]).to(ACCUM_DTYPE).T
     return out
 
 
