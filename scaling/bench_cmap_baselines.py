@@ -13,13 +13,14 @@ backtracking steps are recorded as they happen, and the JSON is rewritten after 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import time
 
 import numpy as np
 
-from _util import RSSSampler, machine, write_json  # scaling/ is on sys.path when run as a script
+from _util import RESULTS, RSSSampler, machine, write_json  # scaling/ is on sys.path when run as a script
 
 
 def _queries(cell: np.ndarray, drug: np.ndarray, lines: np.ndarray, n_drugs: int) -> tuple[np.ndarray, np.ndarray]:
@@ -50,13 +51,13 @@ def _time_method(name: str, table, qc: np.ndarray, qd: np.ndarray, iterations: i
     from bigntk.baselines import make_baseline
 
     kw = {"progress": True, "iterations": iterations} if name == "falrtc" else {}
-    rss = RSSSampler()
+    rss, load = RSSSampler(), list(os.getloadavg())
     t0, c0 = time.perf_counter(), time.process_time()
     model = make_baseline(name, **kw).fit(table.Y, table.cell, table.drug)
     t1 = time.perf_counter()
     P = model.predict(qc, qd)
     t2, c2 = time.perf_counter(), time.process_time()
-    return {"method": name, **kw, "fit_s": t1 - t0, "predict_s": t2 - t1, "total_s": t2 - t0, "cpu_s": c2 - c0,
+    return {"method": name, **kw, "load_before": load, "fit_s": t1 - t0, "predict_s": t2 - t1, "total_s": t2 - t0, "cpu_s": c2 - c0,
             "peak_rss_gib": rss.stop() / 2**30, "predictions": list(P.shape), "finite": bool(np.isfinite(P).all())}
 
 
@@ -66,6 +67,7 @@ def main() -> None:
     ap.add_argument("--methods", default="mean,dnpp,falrtc")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: bigntk.backend.set_threads())")
     ap.add_argument("--falrtc-iterations", type=int, default=20)
+    ap.add_argument("--merge", action="store_true", help="keep the other methods' results already in the JSON")
     args = ap.parse_args()
     from bigntk.backend import set_threads
     from bigntk.baselines.falrtc import falrtc_bytes
@@ -84,10 +86,15 @@ def main() -> None:
            "falrtc_tensor": list(shape), "falrtc_estimate_gb": falrtc_bytes(shape) / 1e9,
            "load_before": list(load0), "cpu": platform.processor() or platform.machine(),
            "cores": os.cpu_count(), "host": machine(), "results": [], "falrtc_iterations": []}
+    methods = args.methods.split(",")
+    if args.merge and (RESULTS / "bench_cmap_baselines.json").exists():
+        old = json.loads((RESULTS / "bench_cmap_baselines.json").read_text())
+        out["results"] = [r for r in old.get("results", []) if r["method"] not in methods]
+        out["falrtc_iterations"] = [] if "falrtc" in methods else old.get("falrtc_iterations", [])
     _record_iterations(out["falrtc_iterations"], lambda: write_json("bench_cmap_baselines", out))
     print(f"{table.n_pairs} pairs x {table.Y.shape[1]} genes; {qc.size} queries in lines {lines.tolist()}; "
           f"threads {threads}, load {load0[0]:.2f}", flush=True)
-    for name in args.methods.split(","):
+    for name in methods:
         r = _time_method(name, table, qc, qd, args.falrtc_iterations)
         r["load_after"] = list(os.getloadavg())
         out["results"].append(r)

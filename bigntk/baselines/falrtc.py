@@ -255,7 +255,7 @@ def run_falrtc(X: torch.Tensor, observed: torch.Tensor, sm: _Smoothing, *, L0: f
 
 def complete_tensor(T, observed, *, alpha: Sequence[float] = (1.0, 1e-2, 1.0), mu_scale: float = 0.01,
                     L0: float = 1e-5, C: float = 0.5, iterations: int = 20, init=None, device=None, dtype=None,
-                    memory_budget=None, progress: bool = False) -> np.ndarray:
+                    memory_budget=None, progress: bool = True) -> np.ndarray:
     """Complete tensor ``T`` (any order) from the entries where ``observed`` (bool, same shape) is True.
 
     ``init``: starting values for the missing entries, broadcastable to T (default: the mean of the
