@@ -12,6 +12,7 @@ baseline would make every pair of drugs look alike.
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 
 from ..priors import group_means
 from ._common import check_pairs, check_query
@@ -64,21 +65,33 @@ class DNPP:
             return np.where(N > 0, S / np.maximum(N, 1), np.nan), N
 
     def predict(self, cell, drug) -> np.ndarray:
+        """(n_query, G) float32 predictions, one matrix of similarities and one row-wise sort per cell."""
         cell, drug = check_query(cell, drug)
         uq, qidx = np.unique(drug, return_inverse=True)
         sim, _ = self.similarity(uq)
         out = np.empty((cell.size, self.Y_.shape[1]), dtype=np.float32)
-        by_cell = {c: np.nonzero(self.cell_ == c)[0] for c in np.unique(cell)}
-        for i, (c, d) in enumerate(zip(cell.tolist(), drug.tolist())):
-            base = self.means_[c] if c < self.n_cells_ else self.global_
-            rows = by_cell.get(c, np.zeros(0, np.int64))
-            if c >= self.n_cells_ or not rows.size or d >= self.n_drugs_:
-                out[i] = base
-                continue
-            cand = self.drug_[rows]
-            s = sim[qidx[i], cand]
-            s = np.where((cand == d) | np.isnan(s), -np.inf, s)
-            top = np.argsort(-s)[: self.k]
-            w = np.clip(s[top], 0.0, 1.0)
-            out[i] = base if w.sum() <= 0 else (w @ self.Y_[rows[top]]) / w.sum()
+        for c in np.unique(cell).tolist():
+            qi = np.nonzero(cell == c)[0]
+            rows = np.nonzero(self.cell_ == c)[0] if c < self.n_cells_ else np.zeros(0, np.int64)
+            out[qi] = self._predict_cell(c, drug[qi], qidx[qi], rows, sim)
+        return out
+
+    def _predict_cell(self, c: int, d: np.ndarray, qidx: np.ndarray, rows: np.ndarray, sim: np.ndarray) -> np.ndarray:
+        """(q, G) predictions in cell c for drugs d (q,) from the training rows of c (n_c,)."""
+        base = self.means_[c] if c < self.n_cells_ else self.global_
+        out = np.repeat(np.asarray(base, np.float32)[None, :], d.size, 0)
+        if not rows.size:
+            return out
+        cand = self.drug_[rows]  # (n_c,)
+        s = sim[qidx[:, None], cand[None, :]]  # (q, n_c)
+        s = np.where((cand[None, :] == d[:, None]) | np.isnan(s), -np.inf, s)
+        top = np.argsort(-s, axis=1)[:, : self.k]  # (q, k), as the per-pair argsort
+        w = np.clip(np.take_along_axis(s, top, 1), 0.0, 1.0)  # (q, k)
+        tot = w.sum(1)
+        ok = (tot > 0) & (d < self.n_drugs_)
+        if ok.any():  # Σ_k w_qk Y[top_qk] / Σ_k w_qk as a sparse (q_ok, n_c) @ (n_c, G) product
+            q_ok = int(ok.sum())
+            Wm = sp.csr_matrix((w[ok].ravel(), top[ok].ravel(), np.arange(0, q_ok * top.shape[1] + 1, top.shape[1])),
+                               shape=(q_ok, rows.size))
+            out[ok] = (Wm @ self.Y_[rows].astype(np.float64)) / tot[ok, None]
         return out
