@@ -30,6 +30,7 @@ from ...backend import resolve_device
 from ...operators import FactorisedNTKOperator, ntk_operator
 from ...priors.base import GramFactor
 from ...store import PairTable
+from ...priors.cmap import cell_unit_means
 from .priors import split_prior
 
 FOLDOUT_PRIORS = ("sparse", "onehot")
@@ -55,46 +56,52 @@ class FoldOut:
         self.ridge = float(settings.ridge)
         self.n = table.n_pairs
         self.Y = torch.as_tensor(np.asarray(table.Y, np.float64), device=self.device)  # (n, G)
-        everything = np.arange(self.n)
-        op = self._operator(everything)
-        K = op.block()  # (n, n) float64, every pair a training pair
+        self._base = split_prior(table, np.arange(self.n), np.arange(self.n), ref, settings)
+        K = self._operator(None).block()  # (n, n) float64, every pair a training pair
         K.diagonal().add_(self.ridge)
         self.H = torch.cholesky_inverse(torch.linalg.cholesky(K))
         del K
+        self.alpha = self.H @ self.Y  # (n, G): the all-pairs fit, reused for every line's z
         self._line: Optional[int] = None
 
-    def _operator(self, train: np.ndarray):
-        """NTK operator over all pairs (table order) with the prior built from the ``train`` pairs."""
-        prior = split_prior(self.table, train, np.arange(self.n), self.ref, self.s)
+    def _operator(self, own: Optional[np.ndarray], c: int = -1):
+        """NTK over all pairs (table order), prior as for training on every pair except line c's, of which
+        only ``own`` (None: the all-pairs prior). Only the sparse prior's cell Gram depends on the split:
+        the other lines' means and the reference profiles (the reference is always training) do not."""
         kw = dict(depth=self.s.depth, device=self.device, dtype=torch.float64)
-        if self.s.prior == "sparse":
-            factors, nugget = self._shared_drug_gram(prior)
-            return FactorisedNTKOperator(factors, nugget=nugget, **kw)
-        return ntk_operator(prior, **kw)
-
-    def _shared_drug_gram(self, prior):
-        """The sparse prior's drug factor E Eᵀ is the same in every fold (the reference line is always
-        training): form it once and hand it to every fold's operator as a ready Gram."""
-        cell_f, drug_f = prior.factors()
+        if self.s.prior != "sparse":
+            return ntk_operator(self._base, **kw)  # one-hot: the same kernel in every split
+        cell_f, drug_f = self._base.factors()
+        if own is not None:
+            M = cell_unit_means(self.table.Y, self.table.cell, len(self.table.cell_names)) \
+                if getattr(self, "_means", None) is None else self._means
+            self._means = M
+            M = M.copy()
+            M[c] = cell_unit_means(self.table.Y[own], np.zeros(len(own), np.int64), 1)[0]
+            cell_f = GramFactor(cell_f.weight, cell_f.labels, gram=torch.from_numpy(M @ M.T), scale=cell_f.scale)
         if getattr(self, "_drug_gram", None) is None:
             E = drug_f.embedding.to(torch.float64)
-            self._drug_embedding, self._drug_gram = E, E @ E.T
-        elif not torch.equal(drug_f.embedding, self._drug_embedding):
-            raise RuntimeError("the reference profiles changed between folds; the reference line must be training-only")
-        shared = GramFactor(drug_f.weight, drug_f.labels, gram=self._drug_gram, scale=drug_f.scale)
-        return [cell_f, shared], prior.nugget
+            self._drug_gram = E @ E.T  # (D, D), formed once
+        drug_f = GramFactor(drug_f.weight, drug_f.labels, gram=self._drug_gram, scale=drug_f.scale)
+        return FactorisedNTKOperator([cell_f, drug_f], nugget=self._base.nugget, **kw)
 
     def _enter_line(self, c: int) -> None:
-        """H_N and z = H_N Y_N for line c (block inverse of H without line c's pairs)."""
+        """Per line c: H[N, J], a factor of H[J, J] and z = H_N Y_N (module docstring), without forming H_N:
+        for a matrix B over N, H_N B = (H B̄)[N] − H[N, J] H[J, J]⁻¹ (H B̄)[J] with B̄ = B zero-padded to
+        every pair (block inverse), and H Ȳ = α − H[:, J] Y_J."""
         cell = self.table.cell
         self.J = torch.as_tensor(np.nonzero(cell == c)[0], device=self.device)
         self.N = torch.as_tensor(np.nonzero(cell != c)[0], device=self.device)
-        H_NJ = self.H[self.N][:, self.J]
-        H_JJ = self.H[self.J][:, self.J]
-        H_N = self.H[self.N][:, self.N]
-        H_N -= H_NJ @ torch.linalg.solve(H_JJ, H_NJ.T)
-        self.H_N, self.z = H_N, H_N @ self.Y[self.N]
+        H_J = self.H.index_select(1, self.J)  # (n, n_c)
+        self.H_NJ = H_J.index_select(0, self.N)
+        self.L_JJ = torch.linalg.cholesky(H_J.index_select(0, self.J))
+        HY = self.alpha - H_J @ self.Y[self.J]
+        self.z = self._schur(HY)
         self._line = c
+
+    def _schur(self, HB: torch.Tensor) -> torch.Tensor:
+        """H_N B from H B̄ (n, k) (see :meth:`_enter_line`)."""
+        return HB[self.N] - self.H_NJ @ torch.cholesky_solve(HB[self.J], self.L_JJ)
 
     def predict(self, c: int, test: np.ndarray, train: np.ndarray) -> np.ndarray:
         """(|test|, G) float32 predictions of the ``test`` pairs (line c) from the ``train`` pairs."""
@@ -104,18 +111,18 @@ class FoldOut:
         own = train[cell[train] == c]
         if train.size - own.size != self.N.numel():
             raise ValueError("fold-out CV needs every pair of the other lines in the training set")
-        op = self._operator(train)
+        op = self._operator(own, c)
         R = torch.as_tensor(own, device=self.device)
-        T = torch.as_tensor(np.asarray(test), device=self.device)
-        cols = torch.cat([R, T])
+        cols = torch.cat([R, torch.as_tensor(np.asarray(test), device=self.device)])
         r = R.numel()
         V = op.block(self.N, cols)  # (n_N, |R| + |T|)
         W = op.block(cols, cols)
-        X = self.H_N @ V[:, :r]
+        V_pad = V.new_zeros(self.n, r)
+        V_pad[self.N] = V[:, :r]
+        X = self._schur(self.H @ V_pad)  # H_N V_R
         S = W[:r, :r] - V[:, :r].T @ X
         S.diagonal().add_(self.ridge)
         a_R = torch.cholesky_solve(self.Y[R] - V[:, :r].T @ self.z, torch.linalg.cholesky(S))
         a_N = self.z - X @ a_R
         P = V[:, r:].T @ a_N + W[r:, :r] @ a_R
         return P.cpu().numpy().astype(np.float32)
-
