@@ -395,3 +395,29 @@ def test_eigenpro_step_checked_on_fresh_points_keeps_it_stable():
     assert p["batch_size"] <= p["critical_batch"] + 1
     curve = [h["train_rel_mse"] for h in r.history]
     assert all(b < a for a, b in zip(curve, curve[1:])) and curve[-1] < 0.1, curve
+
+
+def test_eigenpro_setup_subsample_fits_the_memory_budget():
+    """The auto Nyström subsample is capped so that its s × s float64 set-up stays within the budget."""
+    from bigntk.operators import NTKOperator
+    from bigntk.solvers.eigenpro import SETUP_BYTES_PER_ENTRY, _subsample_size
+
+    assert _subsample_size(100_000, False, 2 * 2**30) == int((2 * 2**30 / SETUP_BYTES_PER_ENTRY) ** 0.5)
+    assert _subsample_size(100_000, False, 64 * 2**30) == 12000  # the EigenPro 2 rule when memory allows
+    assert _subsample_size(300, False, 10) == 300  # never below min(n, 500)
+    rng = np.random.default_rng(0)
+    Z, Y = rng.standard_normal((5, 12000)), rng.standard_normal((12000, 1))
+    budget = SETUP_BYTES_PER_ENTRY * 700**2
+    op = NTKOperator(Z, dtype="float32", device="cpu", memory_budget=budget)
+
+    class Stop(Exception):
+        pass
+
+    def stop(step, alpha):
+        raise Stop
+
+    est = EigenPro(epochs=1, progress=False, seed=0, callback=stop)
+    with pytest.raises(Stop):
+        est.fit(op, Y)
+    s = est.params_["subsample_size"]
+    assert s == 700 and SETUP_BYTES_PER_ENTRY * s**2 <= budget

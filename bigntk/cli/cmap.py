@@ -12,10 +12,15 @@ _FMT = argparse.ArgumentDefaultsHelpFormatter
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("cmap", help="CMap L1000: ingest GCT(X), synthesise, cross-validate")
+    p = subparsers.add_parser("cmap", help="CMap L1000: ingest GCT(X), synthesise, cross-validate, impute")
     sub = p.add_subparsers(dest="cmap_command", metavar="ACTION")
     sub.required = True
+    _register_data(sub)
+    _register_cv(sub)
+    _register_impute(sub)
 
+
+def _register_data(sub) -> None:
     a = sub.add_parser("ingest", help="GCTX/GCT file -> observation store", formatter_class=_FMT,
                        description="Read a GCTX (HDF5) or GCT (text) file into a zarr observation store "
                                    "(profiles × genes, ids and metadata kept as in the file). Example: "
@@ -58,6 +63,8 @@ def register(subparsers) -> None:
     g.add_argument("--quiet", action="store_true", help="no progress bars")
     g.set_defaults(func=_aggregate)
 
+
+def _register_cv(sub) -> None:
     c = sub.add_parser("cv", help="cross-validate a method on a store", formatter_class=_FMT,
                        description="The paper's protocol: rounds × k-fold within each line (the reference line "
                                    "training-only), priors rebuilt from each split's training pairs; NTK by exact "
@@ -89,7 +96,6 @@ def register(subparsers) -> None:
     add_compute_args(c)
     c.add_argument("--quiet", action="store_true", help="no progress bars")
     c.set_defaults(func=_cv)
-    _register_impute(sub)
 
 
 def _names(text: str) -> list:
@@ -100,7 +106,12 @@ def _names(text: str) -> list:
 
 
 def _register_impute(sub) -> None:
-    i = sub.add_parser("impute", help="impute every unmeasured (cell, drug) pair into a predictions store")
+    i = sub.add_parser("impute", help="impute every unmeasured (cell, drug) pair into a predictions store",
+                       formatter_class=_FMT,
+                       description="Fit on every measured pair (replicates aggregated) and write the predicted "
+                                   "profile of every pair to a zarr predictions store (xarray Dataset: imputed, "
+                                   "observed), chunk by chunk, resumable. Example: bigntk cmap impute --store "
+                                   "obs.zarr --out pred.zarr --gctx pred.gctx")
     i.add_argument("--store", required=True, help="observation store (from ingest or synth)")
     i.add_argument("--out", required=True, help="predictions store (zarr v3; xarray.open_zarr opens it)")
     i.add_argument("--method", default="ntk", choices=["ntk", "mean", "dnpp", "falrtc"])

@@ -131,6 +131,19 @@ def top_eigh(A: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     return lam.flip(0), E.flip(1)
 
 
+#: bytes per entry of the s × s Nyström set-up: the float64 block, LAPACK's copy of it, the float32
+#: tile it is converted from, the (s, s/4) eigenvectors
+SETUP_BYTES_PER_ENTRY = 22
+
+
+def _subsample_size(n: int, full: bool, budget: int) -> int:
+    """The auto Nyström subsample: min(n, max(1000, min(12000, n // 8))) (EigenPro 2; full batch:
+    min(FULL_BATCH_MAX_SUBSAMPLE, n // 2)), capped so that the set-up fits the memory budget."""
+    s = min(n, max(1000, min(FULL_BATCH_MAX_SUBSAMPLE, n // 2) if full else min(12000, n // 8)))
+    cap = int(math.sqrt(max(budget, 1) / SETUP_BYTES_PER_ENTRY))
+    return max(min(s, cap), min(n, 500))
+
+
 def _epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch) + 1)
     return torch.randperm(n, generator=g)
@@ -145,7 +158,9 @@ class EigenPro:
         Maximum number of passes over the training points.
     subsample_size : int or "auto"
         Nyström subsample s; auto = min(n, max(1000, min(12000, n // 8))) (grows with n, as in EigenPro 2);
-        in full-batch mode min(n, max(1000, min(FULL_BATCH_MAX_SUBSAMPLE, n // 2))).
+        in full-batch mode min(n, max(1000, min(FULL_BATCH_MAX_SUBSAMPLE, n // 2))); either capped at
+        √(memory budget / SETUP_BYTES_PER_ENTRY) (≈ 9 900 under the 2 GiB CPU default) so that the
+        s × s set-up stays in the budget.
     top_q, batch_size, step_size : int / float or "auto" (see module docstring).
     full_batch : bool or "auto"
         One preconditioned gradient step per epoch over all points (module docstring); auto = the
@@ -212,16 +227,13 @@ class EigenPro:
     def _setup(self, op: KernelOperator, train: torch.Tensor) -> dict[str, Any]:
         n = train.numel()
         full = self._is_full_batch(op)
-        s = self.subsample_size
-        if s == "auto":
-            s = min(n, max(1000, min(FULL_BATCH_MAX_SUBSAMPLE, n // 2) if full else min(12000, n // 8)))
-        else:
-            s = min(int(s), n)
+        s = _subsample_size(n, full, op.memory_budget) if self.subsample_size == "auto" else min(int(self.subsample_size), n)
         g = torch.Generator().manual_seed(self.seed)
         sub = torch.randperm(n, generator=g)[:s].sort().values
         Kss = op.block(train[sub].to(op.device), train[sub].to(op.device)).to(backend.ACCUM_DTYPE)
+        Kss /= s
         k = min(s, max(s // 4, 0 if self.top_q == "auto" else int(self.top_q)) + 2)
-        lam, E = top_eigh(Kss / s, k)
+        lam, E = top_eigh(Kss, k)
         del Kss
         lam = lam.clamp_min(0)
         beta = float(op.diag()[train.to(op.device)].max()) + self.ridge
@@ -239,6 +251,7 @@ class EigenPro:
                                 full_batch=full)
         if self.step_size != "auto":
             p["step_size"] = float(self.step_size)
+        p["subsample_size"] = int(s)
         return {"sub": sub, "F": F, "params": p, "m_max": m_max, "s": s}
 
     @staticmethod
