@@ -34,3 +34,12 @@ def _cpu_default(monkeypatch):
     if not torch.cuda.is_available():
         monkeypatch.delenv("BIGNTK_DEVICE", raising=False)
     yield
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test (threaded small ops are slower on a shared 2-core machine)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -10,18 +10,12 @@ otherwise to within the reference's own spread under a 1-ulp change of its input
 """
 import numpy as np
 import pytest
-import torch
 
 import _falrtc_reference as ref
 from bigntk.baselines import FaLRTC, complete_tensor
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _cmap_like(seed: int = 0, nc: int = 6, nd: int = 40, G: int = 25):

@@ -3,21 +3,15 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from bigntk.apps.cmap.cv import CVSettings, cross_validate, markdown_table, paired_test, profile_metrics, REPORT_KEYS
-from bigntk.priors.cmap import SparseRegimePrior, mixed_prior, sparse_regime_prior
+from bigntk.priors.cmap import mixed_prior, sparse_regime_prior
 from bigntk.apps.cmap.synth import synthesize
 from bigntk.baselines import DNPP, CellMean, FaLRTC, complete_tensor
 from bigntk.store import aggregate
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # the shared 2-core box: threaded small ops are much slower
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +67,7 @@ def test_sparse_prior_gram_matches_explicit_features(table):
     cols = np.arange(40)
     p = sparse_regime_prior(table.Y, table.cell, table.drug, table.cell[cols], table.drug[cols], reference=0,
                             n_cells=8, n_drugs=60)
-    M, E = p.cell_gram.numpy(), p.drug_embedding.numpy()
+    E = p.drug_embedding.numpy()
     # explicit features [w‖e_d‖ m̂_c, e_d, τ I]
     from bigntk.priors.cmap import cell_unit_means
     Mh = cell_unit_means(table.Y, table.cell, 8)

@@ -1,19 +1,13 @@
 """Exact fold-out NTK cross-validation equals one refit per split (float64), at a fraction of the cost."""
 import numpy as np
 import pytest
-import torch
 
 from bigntk.apps.cmap.cv import CVSettings, cross_validate
 from bigntk.apps.cmap.synth import synthesize
 from bigntk.store import aggregate
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

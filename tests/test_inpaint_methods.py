@@ -46,16 +46,6 @@ def test_marker_input_and_grey_image():
     assert np.abs(out[10:14, 10:14] - img[10:14, 10:14]).max() < 0.1
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny torch nets are slower with several threads on a shared 2-core machine."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def test_dip_trains_and_keeps_observed(one_thread):
     img = smooth_rgb(8, 8)
