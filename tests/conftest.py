@@ -43,3 +43,19 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def make_cmap_table(tmp_path_factory):
+    """make(profiles, cells, drugs, genes, sparse_max) -> the aggregated ``PairTable`` of a small generated
+    CMap-shaped store (rank 4, a reference line, 2 dense lines)."""
+    from bigntk.apps.cmap.synth import synthesize
+    from bigntk.store import aggregate
+
+    def make(profiles: int, cells: int, drugs: int, genes: int, sparse_max: int):
+        path = tmp_path_factory.mktemp("cmap") / "s.zarr"
+        st = synthesize(path, profiles=profiles, cells=cells, drugs=drugs, genes=genes, rank=4, n_dense=2,
+                        sparse_max=sparse_max, dense_frac=(0.5, 0.7), chunk_rows=500, progress=False)
+        return aggregate(st, progress=False)
+
+    return make

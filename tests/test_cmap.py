@@ -15,11 +15,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def table(tmp_path_factory):
-    path = tmp_path_factory.mktemp("cmap") / "s.zarr"
-    st = synthesize(path, profiles=3000, cells=8, drugs=60, genes=40, rank=4, n_dense=2, sparse_max=30,
-                    dense_frac=(0.5, 0.7), chunk_rows=500, progress=False)
-    return aggregate(st, progress=False)
+def table(make_cmap_table):
+    return make_cmap_table(3000, 8, 60, 40, 30)
 
 
 def test_generator_shape_and_reproducible(tmp_path, table):

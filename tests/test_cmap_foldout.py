@@ -3,19 +3,14 @@ import numpy as np
 import pytest
 
 from bigntk.apps.cmap.cv import CVSettings, cross_validate
-from bigntk.apps.cmap.synth import synthesize
-from bigntk.store import aggregate
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def table(tmp_path_factory):
-    path = tmp_path_factory.mktemp("foldout") / "s.zarr"
-    st = synthesize(path, profiles=1500, cells=6, drugs=50, genes=30, rank=4, n_dense=2, sparse_max=25,
-                    dense_frac=(0.5, 0.7), chunk_rows=500, progress=False)
-    return aggregate(st, progress=False)
+def table(make_cmap_table):
+    return make_cmap_table(1500, 6, 50, 30, 25)
 
 
 def _pair(table, **kw):
