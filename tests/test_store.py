@@ -88,3 +88,20 @@ def test_streaming_aggregation_matches_groupby(tmp_path):
     out = aggregate_to_store(st, tmp_path / "pairs.zarr", max_bytes=400, progress=False)
     np.testing.assert_allclose(out.read(), p.Y)
     np.testing.assert_array_equal(out.labels("replicate"), p.count)
+
+
+def test_missing_expression_chunk_is_an_error_not_nan(tmp_path):
+    """A deleted data chunk (or an all-NaN chunk, which is still written) never reads as fill values."""
+    from bigntk.persist import MissingChunkError
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((12, 3)).astype(np.float32)
+    X[4:8] = np.nan  # one whole chunk of NaN: written like any other
+    cell, drug = np.array(["A", "B"])[rng.integers(0, 2, 12)], np.array(["d"] * 12)
+    _write(tmp_path / "s.zarr", X, cell, drug)
+    np.testing.assert_array_equal(open_store(tmp_path / "s.zarr").read(), X)
+    chunk = tmp_path / "s.zarr" / "expression" / "c" / "2" / "0"
+    assert chunk.is_file()
+    chunk.unlink()
+    with pytest.raises(MissingChunkError, match="1 of 3 chunks"):
+        open_store(tmp_path / "s.zarr")

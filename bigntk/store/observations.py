@@ -32,6 +32,8 @@ from typing import Any, Dict, Iterator, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import zarr
 
+from .. import persist
+
 FORMAT = "bigntk-observations"
 FORMAT_VERSION = 1
 
@@ -178,7 +180,8 @@ class ObservationWriter:
                 raise ValueError(f"{name} must have shape ({k},), got {v.shape}")
         start, stop = self.committed, self.committed + k
         self._truncate(stop)  # also drops garbage rows of an interrupted append
-        self.group["expression"][start:stop] = X
+        with zarr.config.set({"array.write_empty_chunks": True}):  # an all-NaN chunk is data too
+            self.group["expression"][start:stop] = X
         for name, v in cols.items():
             self.group[name][start:stop] = v
         if profile_ids is not None:
@@ -250,6 +253,8 @@ class ObservationStore:
             warnings.warn(msg + "; reading the committed rows only", RuntimeWarning, stacklevel=2)
         self.n_genes = int(g.attrs["n_genes"])
         self.chunk_rows = int(g["expression"].chunks[0])
+        if self.complete:  # a missing chunk would read as NaN, silently: damage is an error
+            persist.require_chunks(g["expression"], str(self.path))
 
     @property
     def gene_ids(self) -> np.ndarray:
