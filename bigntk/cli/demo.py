@@ -10,7 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ._common import add_device_args
+from ._common import add_device_args, compute_kwargs
 
 PARTS = ("cmap", "inpaint")
 
@@ -38,8 +38,8 @@ def run_cmap(args: argparse.Namespace) -> dict:
     table = aggregate(store, progress=not args.quiet)
     print(f"[cmap] generated {profiles} profiles × 978 genes ({cells} cell lines, {drugs} drugs) -> "
           f"{args.out / 'cmap_obs.zarr'}; {table.n_pairs} (cell, drug) pairs after aggregation")
-    settings = CVSettings(folds=5, rounds=1, max_cells=3, seed=args.seed,
-                          solver_kwargs={"device": args.device} if args.device else {})
+    settings = CVSettings(folds=5, rounds=1, max_cells=3, seed=args.seed, device=args.device,
+                          dtype=getattr(args, "dtype", None), memory_budget=getattr(args, "memory_budget", None))
     results = {}
     for method in ("mean", "dnpp", "ntk"):
         rep = cross_validate(table, method, settings, progress=not args.quiet)
@@ -58,6 +58,7 @@ def run_inpaint(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    compute_kwargs(args)  # applies --threads
     args.out.mkdir(parents=True, exist_ok=True)
     runners = {"cmap": run_cmap, "inpaint": run_inpaint}
     results = {part: runners[part](args) for part in args.parts}
