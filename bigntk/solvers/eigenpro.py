@@ -131,9 +131,20 @@ def top_eigh(A: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     return lam.flip(0), E.flip(1)
 
 
-#: bytes per entry of the s × s Nyström set-up: the float64 block, LAPACK's copy of it, the float32
-#: tile it is converted from, the (s, s/4) eigenvectors
+#: bytes per entry of the s × s Nyström set-up: the float64 block and LAPACK's copy of it (16), the
+#: (s, s/4) eigenvectors (2), the row strips the block is filled from (≤ 4, :func:`_nystrom_block`)
 SETUP_BYTES_PER_ENTRY = 22
+
+
+def _nystrom_block(op: KernelOperator, idx: torch.Tensor) -> torch.Tensor:
+    """K[idx, idx] as an (s, s) float64 tensor, filled in row strips whose tiles and temporaries take
+    at most ~4 s² bytes (a whole-block tile would add its own temporaries to the float64 copy)."""
+    s = idx.numel()
+    out = torch.empty(s, s, dtype=backend.ACCUM_DTYPE, device=op.device)
+    step = max(1, (4 * s) // (op.itemsize + op.entry_bytes))
+    for i in range(0, s, step):
+        out[i : i + step] = op.block(idx[i : i + step], idx)
+    return out
 
 
 def _subsample_size(n: int, full: bool, budget: int) -> int:
@@ -230,7 +241,7 @@ class EigenPro:
         s = _subsample_size(n, full, op.memory_budget) if self.subsample_size == "auto" else min(int(self.subsample_size), n)
         g = torch.Generator().manual_seed(self.seed)
         sub = torch.randperm(n, generator=g)[:s].sort().values
-        Kss = op.block(train[sub].to(op.device), train[sub].to(op.device)).to(backend.ACCUM_DTYPE)
+        Kss = _nystrom_block(op, train[sub].to(op.device))
         Kss /= s
         k = min(s, max(s // 4, 0 if self.top_q == "auto" else int(self.top_q)) + 2)
         lam, E = top_eigh(Kss, k)
