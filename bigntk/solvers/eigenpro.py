@@ -178,7 +178,8 @@ class EigenPro:
         operator has a fast product (``operator.fast_matmul``) and ``batch_size`` is "auto".
     max_batch : int, optional
         Batch capacity m_max; default from the operator's memory budget (a batch row strip of the
-        kernel, m × n, in the working dtype), clipped to [64, 8192].
+        kernel, m × n, in the working dtype plus its temporaries, ``operator.entry_bytes``), clipped to
+        [64, 8192].
     ridge : float ≥ 0
     seed : int — subsample, epoch orders and held-out split.
     tol : float, optional — stop when the epoch's relative train residual ‖r‖²/‖Y‖² falls below it.
@@ -238,7 +239,8 @@ class EigenPro:
     def _setup(self, op: KernelOperator, train: torch.Tensor) -> dict[str, Any]:
         n = train.numel()
         full = self._is_full_batch(op)
-        s = _subsample_size(n, full, op.memory_budget) if self.subsample_size == "auto" else min(int(self.subsample_size), n)
+        s = (_subsample_size(n, full, op.memory_budget) if self.subsample_size == "auto"
+             else min(int(self.subsample_size), n))
         g = torch.Generator().manual_seed(self.seed)
         sub = torch.randperm(n, generator=g)[:s].sort().values
         Kss = _nystrom_block(op, train[sub].to(op.device))
@@ -249,7 +251,9 @@ class EigenPro:
         lam = lam.clamp_min(0)
         beta = float(op.diag()[train.to(op.device)].max()) + self.ridge
         itemsize = torch.finfo(op.dtype).bits // 8
-        m_max = self.max_batch or int(np.clip(op.memory_budget // (4 * itemsize * max(n, 1)), 64, 8192))
+        # a batch row strip of the kernel (the tile and its temporaries, ``entry_bytes``) within the budget
+        per_row = (itemsize + op.entry_bytes) * max(n, 1)
+        m_max = self.max_batch or int(np.clip(op.memory_budget // per_row, 64, 8192))
         lam_np = backend.to_numpy(lam)
         if self.top_q == "auto":
             q = _auto_q(lam_np, beta, math.inf if full else m_max, s)
