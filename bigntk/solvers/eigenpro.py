@@ -132,18 +132,19 @@ def top_eigh(A: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 #: bytes per entry of the s × s Nyström set-up: the float64 block and LAPACK's copy of it (16), the
-#: (s, s/4) eigenvectors (2), the row strips the block is filled from (≤ 4, :func:`_nystrom_block`)
+#: (s, s/4) eigenvectors (2), the row strips the block is filled from (≤ 4, :func:`_block_in_strips`)
 SETUP_BYTES_PER_ENTRY = 22
 
 
-def _nystrom_block(op: KernelOperator, idx: torch.Tensor) -> torch.Tensor:
-    """K[idx, idx] as an (s, s) float64 tensor, filled in row strips whose tiles and temporaries take
-    at most ~4 s² bytes (a whole-block tile would add its own temporaries to the float64 copy)."""
-    s = idx.numel()
-    out = torch.empty(s, s, dtype=backend.ACCUM_DTYPE, device=op.device)
-    step = max(1, (4 * s) // (op.itemsize + op.entry_bytes))
-    for i in range(0, s, step):
-        out[i : i + step] = op.block(idx[i : i + step], idx)
+def _block_in_strips(op: KernelOperator, rows: torch.Tensor, cols: torch.Tensor,
+                     dtype: torch.dtype = backend.ACCUM_DTYPE) -> torch.Tensor:
+    """K[rows, cols] as a (len(rows), len(cols)) tensor in ``dtype``, filled in row strips whose tiles and
+    temporaries take at most ~4 bytes per entry of the result: the set-up's blocks live side by side,
+    and a whole-block tile would add temporaries of up to the whole budget to them."""
+    out = torch.empty(rows.numel(), cols.numel(), dtype=dtype, device=op.device)
+    step = max(1, (4 * rows.numel()) // (op.itemsize + op.entry_bytes))
+    for i in range(0, rows.numel(), step):
+        out[i : i + step] = op.block(rows[i : i + step], cols)
     return out
 
 
@@ -243,7 +244,8 @@ class EigenPro:
              else min(int(self.subsample_size), n))
         g = torch.Generator().manual_seed(self.seed)
         sub = torch.randperm(n, generator=g)[:s].sort().values
-        Kss = _nystrom_block(op, train[sub].to(op.device))
+        S_idx = train[sub].to(op.device)
+        Kss = _block_in_strips(op, S_idx, S_idx)
         Kss /= s
         k = min(s, max(s // 4, 0 if self.top_q == "auto" else int(self.top_q)) + 2)
         lam, E = top_eigh(Kss, k)
@@ -307,7 +309,8 @@ class EigenPro:
             rest[sub] = False
             fresh = torch.nonzero(rest).reshape(-1)
             T = train[fresh[torch.randperm(fresh.numel(), generator=g)[:t]].sort().values].to(dev)
-            B_TT, B_TS = op.block(T, T), op.block(T, S)  # working dtype: an eigenvalue estimate needs no more
+            # working dtype: an eigenvalue estimate needs no more
+            B_TT, B_TS = _block_in_strips(op, T, T, op.dtype), _block_in_strips(op, T, S, op.dtype)
 
             def held(B: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
                 return B.matmul(v.to(op.dtype)).to(backend.ACCUM_DTYPE)
