@@ -123,21 +123,24 @@ class KernelOperator:
     def _block(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 
-    def block(self, rows: IndexLike = None, cols: IndexLike = None) -> torch.Tensor:
-        """Dense tile ``K[rows, cols]`` (``(len(rows), len(cols))``, operator dtype, on device).
+    def block(self, rows: IndexLike = None, cols: IndexLike = None, *, dtype: torch.dtype | None = None,
+              budget: int | None = None) -> torch.Tensor:
+        """Dense tile ``K[rows, cols]`` (``(len(rows), len(cols))``, on device), computed in the operator's
+        dtype and returned in ``dtype`` (default the operator's).
 
-        The result itself is the caller's allocation; the temporaries of computing it stay within the
-        memory budget (the tile is built in row strips when it is large).
+        The result itself is the caller's allocation; the temporaries of computing it stay within
+        ``budget`` (default the memory budget; the tile is built in row strips when it is large).
         """
         r = as_index(rows, self.n, self.device)
         c = as_index(cols, self.n, self.device)
         self.entries_evaluated += r.numel() * c.numel()
-        step = max(1, self.memory_budget // max(c.numel() * self.entry_bytes, 1))
+        out_dtype = dtype or self.dtype
+        step = max(1, int(budget or self.memory_budget) // max(c.numel() * self.entry_bytes, 1))
         if step >= r.numel():
-            return self._block(r, c).to(self.dtype)
-        out = torch.empty(r.numel(), c.numel(), dtype=self.dtype, device=self.device)
+            return self._block(r, c).to(self.dtype).to(out_dtype)
+        out = torch.empty(r.numel(), c.numel(), dtype=out_dtype, device=self.device)
         for i in range(0, r.numel(), step):
-            out[i : i + step] = self._block(r[i : i + step], c)
+            out[i : i + step] = self._block(r[i : i + step], c).to(self.dtype)
         return out
 
     def diag(self) -> torch.Tensor:

@@ -132,20 +132,12 @@ def top_eigh(A: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 #: bytes per entry of the s × s Nyström set-up: the float64 block and LAPACK's copy of it (16), the
-#: (s, s/4) eigenvectors (2), the row strips the block is filled from (≤ 4, :func:`_block_in_strips`)
+#: (s, s/4) eigenvectors (2), the row strips the block is filled from (≤ 4, :data:`STRIP_BYTES_PER_ENTRY`)
 SETUP_BYTES_PER_ENTRY = 22
+#: the set-up's blocks are built in row strips whose temporaries take at most this many bytes per
+#: entry of the result: they live side by side, and a whole-block tile could add the whole budget
+STRIP_BYTES_PER_ENTRY = 4
 
-
-def _block_in_strips(op: KernelOperator, rows: torch.Tensor, cols: torch.Tensor,
-                     dtype: torch.dtype = backend.ACCUM_DTYPE) -> torch.Tensor:
-    """K[rows, cols] as a (len(rows), len(cols)) tensor in ``dtype``, filled in row strips whose tiles and
-    temporaries take at most ~4 bytes per entry of the result: the set-up's blocks live side by side,
-    and a whole-block tile would add temporaries of up to the whole budget to them."""
-    out = torch.empty(rows.numel(), cols.numel(), dtype=dtype, device=op.device)
-    step = max(1, (4 * rows.numel()) // (op.itemsize + op.entry_bytes))
-    for i in range(0, rows.numel(), step):
-        out[i : i + step] = op.block(rows[i : i + step], cols)
-    return out
 
 
 def _subsample_size(n: int, full: bool, budget: int) -> int:
@@ -245,7 +237,7 @@ class EigenPro:
         g = torch.Generator().manual_seed(self.seed)
         sub = torch.randperm(n, generator=g)[:s].sort().values
         S_idx = train[sub].to(op.device)
-        Kss = _block_in_strips(op, S_idx, S_idx)
+        Kss = op.block(S_idx, S_idx, dtype=backend.ACCUM_DTYPE, budget=STRIP_BYTES_PER_ENTRY * s * s)
         Kss /= s
         k = min(s, max(s // 4, 0 if self.top_q == "auto" else int(self.top_q)) + 2)
         lam, E = top_eigh(Kss, k)
@@ -310,7 +302,8 @@ class EigenPro:
             fresh = torch.nonzero(rest).reshape(-1)
             T = train[fresh[torch.randperm(fresh.numel(), generator=g)[:t]].sort().values].to(dev)
             # working dtype: an eigenvalue estimate needs no more
-            B_TT, B_TS = _block_in_strips(op, T, T, op.dtype), _block_in_strips(op, T, S, op.dtype)
+            strip = STRIP_BYTES_PER_ENTRY * t * s
+            B_TT, B_TS = op.block(T, T, budget=strip), op.block(T, S, budget=strip)
 
             def held(B: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
                 return B.matmul(v.to(op.dtype)).to(backend.ACCUM_DTYPE)

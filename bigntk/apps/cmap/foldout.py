@@ -57,6 +57,10 @@ class FoldOut:
         self.n = table.n_pairs
         self.Y = torch.as_tensor(np.asarray(table.Y, np.float64), device=self.device)  # (n, G)
         self._base = split_prior(table, np.arange(self.n), np.arange(self.n), ref, settings)
+        if settings.prior == "sparse":  # what every split shares: the lines' means, the drug Gram E Eᵀ (D, D)
+            self._means = cell_unit_means(table.Y, table.cell, len(table.cell_names))
+            E = self._base.factors()[1].embedding.to(torch.float64)
+            self._drug_gram = E @ E.T
         K = self._operator(None).block()  # (n, n) float64, every pair a training pair
         K.diagonal().add_(self.ridge)
         self.H = torch.cholesky_inverse(torch.linalg.cholesky(K))
@@ -69,19 +73,15 @@ class FoldOut:
         only ``own`` (None: the all-pairs prior). Only the sparse prior's cell Gram depends on the split:
         the other lines' means and the reference profiles (the reference is always training) do not."""
         kw = dict(depth=self.s.depth, device=self.device, dtype=torch.float64)
-        if self.s.prior != "sparse":
-            return ntk_operator(self._base, **kw)  # one-hot: the same kernel in every split
+        if self.s.prior != "sparse":  # one-hot: the same kernel in every split
+            if getattr(self, "_fixed", None) is None:
+                self._fixed = ntk_operator(self._base, **kw)
+            return self._fixed
         cell_f, drug_f = self._base.factors()
         if own is not None:
-            M = cell_unit_means(self.table.Y, self.table.cell, len(self.table.cell_names)) \
-                if getattr(self, "_means", None) is None else self._means
-            self._means = M
-            M = M.copy()
+            M = self._means.copy()
             M[c] = cell_unit_means(self.table.Y[own], np.zeros(len(own), np.int64), 1)[0]
             cell_f = GramFactor(cell_f.weight, cell_f.labels, gram=torch.from_numpy(M @ M.T), scale=cell_f.scale)
-        if getattr(self, "_drug_gram", None) is None:
-            E = drug_f.embedding.to(torch.float64)
-            self._drug_gram = E @ E.T  # (D, D), formed once
         drug_f = GramFactor(drug_f.weight, drug_f.labels, gram=self._drug_gram, scale=drug_f.scale)
         return FactorisedNTKOperator([cell_f, drug_f], nugget=self._base.nugget, **kw)
 
