@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from bigntk.kernels.ntk import dual, ntk, nngp, relu_duals
+from bigntk.kernels.ntk import dual, ntk, ntk_, nngp, relu_duals
 
 
 def paper_kernel(rho):
@@ -103,3 +103,12 @@ def test_matches_wide_network_empirical_ntk(depth, slope):
     # entries of different rows are uncorrelated: the kernel between them is 0 in the limit
     assert np.abs(K_emp[:n, n:]).max() < 0.08 * (depth + 1)
     assert np.abs(kappa).max() > 0.5  # the comparison is not vacuous
+
+
+@pytest.mark.parametrize("depth,slope", [(1, 0.0), (2, 0.0), (4, 0.1)])
+def test_in_place_kernel_equals_ntk(depth, slope):
+    rho = torch.linspace(-1.0, 1.0, 2001, dtype=torch.float32)
+    act = "leaky_relu" if slope else "relu"
+    ref = ntk(rho, depth, act, slope)
+    out = ntk_(rho.clone(), depth, slope)
+    assert torch.equal(out, ref) and torch.isfinite(out).all()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from bigntk.blocks import iter_tiles, kernel_tiles, matmul_graph, tile_plan
 from bigntk.kernels.ntk import ntk
@@ -81,6 +82,46 @@ def test_factorised_operator_equals_explicit_prior_operator():
     np.testing.assert_allclose(fac.matmul(V).numpy(), exp.matmul(V).numpy(), rtol=1e-6, atol=1e-6)
     with pytest.raises(ValueError, match="explicit"):
         FactorisedNTKOperator(ExplicitPrior(Z))
+
+
+@pytest.mark.parametrize("factorised", [False, True])
+def test_cpu_row_strips_give_the_tile_bitwise(monkeypatch, factorised):
+    """A tile computed in cache-sized row strips equals the same tile taken whole, bit for bit."""
+    import bigntk.operators.ntk as ntk_ops
+
+    rng = np.random.default_rng(5)
+    n = 400
+    if factorised:
+        prior = concat([EmbeddingPrior(rng.integers(0, 9, n), rng.standard_normal((4, 9))),
+                        EmbeddingPrior(rng.integers(0, 30, n), rng.standard_normal((6, 30)))], nugget=0.3)
+    else:
+        prior = ExplicitPrior(rng.standard_normal((8, n)))
+    op = ntk_ops.ntk_operator(prior, depth=3, activation="leaky_relu", negative_slope=0.2, device="cpu",
+                              dtype="float32")
+    rows, cols = rng.permutation(n)[:300], rng.permutation(n)[:350]
+    whole = op.block(rows, cols)
+    monkeypatch.setattr(ntk_ops, "CPU_STRIP_ENTRIES", 1000)  # strips of 2 rows
+    strips = op.block(rows, cols)
+    assert torch.equal(strips, whole)
+    shared = np.isin(rows, cols).sum()
+    assert shared > 0 and int((strips == 4.0).sum()) >= shared  # κ_3(1) = 4 exactly where a row is a column
+    repeated = np.r_[cols[:20], cols[:20]]  # columns taken twice
+    assert torch.equal(op.block(rows, repeated), torch.cat([whole[:, :20], whole[:, :20]], 1))
+
+
+@pytest.mark.parametrize("budget", [SMALL_BUDGET, 1 << 26])
+def test_matmul_with_columns_reads_the_kept_block_off_the_product_tiles(budget):
+    rng = np.random.default_rng(6)
+    op = NTKOperator(rng.standard_normal((5, 900)), device="cpu", dtype="float32", memory_budget=budget)
+    sub = op.restrict(rng.permutation(900)[:700])  # through a SubOperator, as EigenPro sees it
+    rows, cols = rng.permutation(700)[:50], rng.permutation(700)[:600]
+    keep = np.sort(rng.permutation(600)[:77])
+    V = rng.standard_normal((600, 3))
+    out, kept = sub.matmul_with_columns(V, rows, cols, torch.as_tensor(keep))
+    torch.testing.assert_close(out, sub.matmul(V, rows, cols), rtol=1e-5, atol=1e-5)
+    assert torch.equal(kept, sub.block(rows, cols[keep]))
+    with pytest.raises(ValueError, match="ascending"):
+        sub.matmul_with_columns(V, rows, cols, torch.as_tensor(keep[::-1].copy()))
 
 
 def _brute_window_kernel(window, c_far, H, W):

@@ -397,6 +397,27 @@ def test_eigenpro_step_checked_on_fresh_points_keeps_it_stable():
     assert all(b < a for a, b in zip(curve, curve[1:])) and curve[-1] < 0.1, curve
 
 
+def test_eigenpro_step_uses_the_preconditioned_beta_and_converges_in_a_few_epochs(noisy):
+    """β is the largest diagonal entry of the preconditioned kernel (EigenPro 2's β(K_P)), far below
+    max K_ii = κ(1) = 2; the step grows with it, and the epoch's last, smaller batch stays stable."""
+    K, Y = noisy
+    tr = np.arange(800)
+    op = DenseOperator(K, device="cpu", dtype="float32").restrict(tr)
+    r = EigenPro(epochs=6, seed=0, progress=False).fit(op, Y[tr])
+    p = r.params
+    assert p["beta_kernel"] == pytest.approx(2.0) and p["beta"] < 0.5 * p["beta_kernel"]
+    assert 800 % p["batch_size"] != 0  # a partial last batch every epoch
+    curve = [h["train_rel_mse"] for h in r.history]
+    assert all(b < a for a, b in zip(curve, curve[1:])) and curve[-1] < 1e-3, curve
+
+
+def test_eigenpro_divergence_is_an_error_not_a_result(noisy):
+    K, Y = noisy
+    op = DenseOperator(K, device="cpu", dtype="float32")
+    with pytest.raises(FloatingPointError, match="diverged.*step_size"):
+        EigenPro(epochs=5, step_size=1e7, seed=0, progress=False).fit(op, Y)
+
+
 def test_eigenpro_setup_subsample_fits_the_memory_budget():
     """The auto Nyström subsample is capped so that its s × s float64 set-up stays within the budget."""
     from bigntk.operators import NTKOperator

@@ -26,7 +26,7 @@ from typing import Any, Tuple
 import numpy as np
 import torch
 
-__all__ = ["ACTIVATIONS", "dual", "dual_derivative", "relu_duals", "ntk", "nngp", "check_activation"]
+__all__ = ["ACTIVATIONS", "dual", "dual_derivative", "relu_duals", "ntk", "ntk_", "nngp", "check_activation"]
 
 #: Activations with closed-form normalised duals.
 ACTIVATIONS = ("relu", "leaky_relu")
@@ -97,19 +97,44 @@ def dual_derivative(rho: Any, activation: str = "relu", negative_slope: float = 
     return relu_duals(rho, check_activation(activation, negative_slope))[1]
 
 
-def _recursion(rho: Any, depth: int, activation: str, negative_slope: float) -> Tuple[Any, Any]:
+def _check_depth(depth: Any) -> int:
     if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 1:
         raise ValueError(f"depth (number of hidden layers) must be an integer >= 1, got {depth!r}")
+    return int(depth)
+
+
+def _recursion(rho: Any, depth: int, activation: str, negative_slope: float) -> Tuple[Any, Any]:
+    depth = _check_depth(depth)
     slope = check_activation(activation, negative_slope)
     xp, sigma = _ops(rho)
-    theta = sigma
     # In place on torch tensors we own (the clamped copy and the duals), unless autograd needs them.
-    inplace = xp is torch and not (torch.is_grad_enabled() and sigma.requires_grad)
-    for _ in range(int(depth)):
+    if xp is torch and not (torch.is_grad_enabled() and sigma.requires_grad):
+        return _recursion_inplace(sigma, depth, slope)
+    theta = sigma
+    for _ in range(depth):
         s_next, s_dot = relu_duals(sigma, slope)
-        theta = theta.mul_(s_dot).add_(s_next) if inplace else s_next + theta * s_dot
-        sigma = s_next
+        theta, sigma = s_next + theta * s_dot, s_next
     return sigma, theta
+
+
+def _recursion_inplace(sigma: torch.Tensor, depth: int, slope: float) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(Σ^depth, Θ^depth) from a clamped ρ that is overwritten (it becomes Θ): two allocations a layer."""
+    theta = sigma
+    for layer in range(depth):
+        s_next, s_dot = _relu_duals_torch(sigma, slope)
+        theta = theta.mul_(s_dot).add_(s_next)
+        # Σ(1) = 1 comes out 1 ± an ulp; the next layer's arccos needs it inside [-1, 1]
+        sigma = s_next.clamp_(-1.0, 1.0) if layer + 1 < depth else s_next
+    return sigma, theta
+
+
+def ntk_(rho: torch.Tensor, depth: int, negative_slope: float = 0.0) -> torch.Tensor:
+    """κ_depth(ρ) computed in place: ``rho`` (a torch tensor already clamped to [-1, 1], owned by the
+    caller and not needed afterwards) is overwritten and returned. ``negative_slope`` 0 is ReLU.
+
+    The operators' tile path: it skips :func:`ntk`'s clamped copy and its argument checks.
+    """
+    return _recursion_inplace(rho, depth, negative_slope)[1]
 
 
 def ntk(rho: Any, depth: int = 1, activation: str = "relu", negative_slope: float = 0.01) -> Any:

@@ -164,17 +164,48 @@ class KernelOperator:
         """
         r = as_index(rows, self.n, self.device)
         c = as_index(cols, self.n, self.device)
+        Vt, squeeze = self._rhs(V, c)
+        out = self._matmul(r, c, Vt)
+        return out[:, 0] if squeeze else out
+
+    def _rhs(self, V: Any, c: torch.Tensor) -> tuple[torch.Tensor, bool]:
+        """(float64 (len(c), l) right-hand sides on the device, whether V was a vector)."""
         Vt = backend.to_tensor(V, device=self.device, dtype=backend.ACCUM_DTYPE)
         squeeze = Vt.ndim == 1
         if squeeze:
             Vt = Vt[:, None]
         if Vt.shape[0] != c.numel():
             raise ValueError(f"V has {Vt.shape[0]} rows but {c.numel()} columns were selected")
-        out = self._matmul(r, c, Vt)
-        return out[:, 0] if squeeze else out
+        return Vt, squeeze
+
+    def matmul_with_columns(self, V: Any, rows: IndexLike, cols: IndexLike, keep: torch.Tensor
+                            ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``K[rows, cols] @ V`` as :meth:`matmul`, and the block ``K[rows, cols[keep]]`` read off the same
+        tiles (working dtype, ``(len(rows), len(keep))``; ``keep`` ascending positions among ``cols``).
+
+        EigenPro's step needs both K_{B,·} α and K_{B,S}: the subsample S is among the columns, so its
+        block costs nothing more. The block is None where the product is not made of tiles (a fast
+        or a sharded product); the caller then computes what it needs itself.
+        """
+        if type(self)._matmul is not KernelOperator._matmul:
+            return self.matmul(V, rows, cols), None
+        r, c = as_index(rows, self.n, self.device), as_index(cols, self.n, self.device)
+        Vt, squeeze = self._rhs(V, c)
+        keep = as_index(keep, c.numel(), self.device)
+        if keep.numel() > 1 and bool((keep[1:] <= keep[:-1]).any()):
+            raise ValueError("keep must hold ascending, distinct column positions")
+        kept = torch.empty(r.numel(), keep.numel(), dtype=self.dtype, device=self.device)
+        out = self._tile_products(r, c, Vt, keep, kept)
+        return (out[:, 0] if squeeze else out), kept
 
     def _matmul(self, r: torch.Tensor, c: torch.Tensor, V64: torch.Tensor) -> torch.Tensor:
-        rt, ct = self.tile_shape(r.numel(), c.numel(), V64.shape[1])
+        return self._tile_products(r, c, V64)
+
+    def _tile_products(self, r: torch.Tensor, c: torch.Tensor, V64: torch.Tensor, keep: torch.Tensor | None = None,
+                       kept: torch.Tensor | None = None) -> torch.Tensor:
+        """Σ_j K[r, c_j] V[c_j] over tiles (float64 accumulation); copies K[r, c[keep]] into ``kept``."""
+        extra = 0 if keep is None else keep.numel() * self.itemsize  # the kept block's rows
+        rt, ct = self.tile_shape(r.numel(), c.numel(), V64.shape[1] + extra // 16)
         out = torch.zeros(r.numel(), V64.shape[1], dtype=backend.ACCUM_DTYPE, device=self.device)
         Vw = V64.to(self.dtype)
         for i in range(0, r.numel(), rt):
@@ -184,6 +215,9 @@ class KernelOperator:
                 tile = self._block(ri, cj).to(self.dtype)
                 self.entries_evaluated += tile.numel()
                 out[i : i + rt] += (tile @ Vw[j : j + ct]).to(backend.ACCUM_DTYPE)
+                if keep is not None:
+                    lo, hi = (int(x) for x in torch.searchsorted(keep, torch.tensor([j, j + ct], device=keep.device)))
+                    kept[i : i + rt, lo:hi] = tile[:, keep[lo:hi] - j]
         return out
 
     def with_dtype(self, dtype: Any) -> "KernelOperator":
@@ -256,6 +290,10 @@ class SubOperator(KernelOperator):
 
     def _matmul(self, r, c, V64):
         return self.parent._matmul(self.index[r], self.index[c], V64)
+
+    def matmul_with_columns(self, V, rows, cols, keep):
+        r, c = as_index(rows, self.n, self.device), as_index(cols, self.n, self.device)
+        return self.parent.matmul_with_columns(V, self.index[r], self.index[c], keep)
 
     def fingerprint(self) -> str:
         h = hashlib.sha256(self.parent.fingerprint().encode())

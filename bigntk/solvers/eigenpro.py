@@ -14,7 +14,10 @@ kernel's covariance operator to λ_{q+1}; on coefficients it acts through the su
 
     α_S  +=  (η/m) · F Fᵀ K_{S,B} g,     F = E_q · diag(√((1 − λ_{q+1}/λ_i) / (s λ_i))).
 
-Automatic parameters (the published formulas), with β = max_i K_ii (+ ridge):
+Automatic parameters (the published formulas), with β the largest diagonal entry of the preconditioned
+kernel K_P = K − K_{·,S} F Fᵀ K_{S,·} (+ ridge) — EigenPro 2's β(K_P), measured on S and on the fresh
+points T of the safety check; K_P(x, x) = K(x, x) minus the part of x the top q directions hold, often
+several times below max_i K_ii, and the step grows in proportion:
 
 * q: the largest q whose critical batch size m*(q) = β / λ_{q+1} fits the batch capacity m_max
   (from the memory budget), i.e. q = #{i : λ_i > β / m_max} (EigenPro 2, §4), capped at s/4;
@@ -64,6 +67,9 @@ from .checkpoint import config_hash, load_checkpoint, save_checkpoint
 from .policy import SolveResult, warn_not_converged
 
 __all__ = ["EigenPro", "eigenpro_parameters"]
+
+#: an epoch's relative train residual above this (zero weights give 1) means the iteration diverged
+DIVERGED_RESIDUAL = 1e3
 
 #: largest automatic Nyström subsample in full-batch mode (set-up: an s × s block and its top s/4 eigenpairs)
 FULL_BATCH_MAX_SUBSAMPLE = 6000
@@ -246,7 +252,7 @@ class EigenPro:
         beta = float(op.diag()[train.to(op.device)].max()) + self.ridge
         itemsize = torch.finfo(op.dtype).bits // 8
         # a batch row strip of the kernel (the tile and its temporaries, ``entry_bytes``) within the budget
-        per_row = (itemsize + op.entry_bytes) * max(n, 1)
+        per_row = (itemsize + op.entry_bytes) * max(n, 1) + itemsize * s  # and its K_{B,S} block
         m_max = self.max_batch or int(np.clip(op.memory_budget // per_row, 64, 8192))
         lam_np = backend.to_numpy(lam)
         if self.top_q == "auto":
@@ -254,13 +260,16 @@ class EigenPro:
         else:
             q = int(min(int(self.top_q), s - 1, k - 1))
         F = self._preconditioner_factor(lam, E, q, s)
-        p = eigenpro_parameters(lam_np, beta, n, m_max, self.ridge, q, s=s,
-                                lambda_check=self._check_spectrum(op, train, sub, F),
+        lam_check, beta_fresh = self._check_spectrum(op, train, sub, F)
+        # β of the preconditioned kernel: max_x K_P(x, x) on S (from its eigenpairs: K_SS F = F·sλ) and T
+        diag_S = op.diag()[S_idx].to(backend.ACCUM_DTYPE) - ((F * (s * lam[:q])) ** 2).sum(1)
+        beta_p = max(float(diag_S.max()), beta_fresh or 0.0) + self.ridge
+        p = eigenpro_parameters(lam_np, beta_p, n, m_max, self.ridge, q, s=s, lambda_check=lam_check,
                                 batch_size=None if self.batch_size == "auto" else int(self.batch_size),
                                 full_batch=full)
         if self.step_size != "auto":
             p["step_size"] = float(self.step_size)
-        p["subsample_size"] = int(s)
+        p["subsample_size"], p["beta_kernel"] = int(s), beta
         return {"sub": sub, "F": F, "params": p, "m_max": m_max, "s": s}
 
     @staticmethod
@@ -272,8 +281,9 @@ class EigenPro:
         return E[:, :q] * scale[None, :]
 
     def _check_spectrum(self, op: KernelOperator, train: torch.Tensor, sub: torch.Tensor, F: torch.Tensor,
-                        iters: int = 40) -> float | None:
-        """Top eigenvalue of the preconditioned kernel (K_TT − K_TS F Fᵀ K_ST) / t on t training points T.
+                        iters: int = 40) -> tuple[float | None, float | None]:
+        """Top eigenvalue of the preconditioned kernel (K_TT − K_TS F Fᵀ K_ST) / t on t training points T,
+        and (with tiles) the largest diagonal entry of that kernel on T, (None, None) when S is all.
 
         It estimates the preconditioned covariance operator beyond the subsample that built F. The
         subsample's own λ_{q+1} can be far too optimistic — at n = 5000 on a 20-dim NTK problem
@@ -296,7 +306,7 @@ class EigenPro:
         else:
             t = min(s, n - s)
             if t < 2:
-                return None  # the subsample is the whole training set: λ_{q+1} is exact
+                return None, None  # the subsample is the whole training set: λ_{q+1} is exact
             rest = torch.ones(n, dtype=torch.bool)
             rest[sub] = False
             fresh = torch.nonzero(rest).reshape(-1)
@@ -311,6 +321,7 @@ class EigenPro:
             def apply(v: torch.Tensor) -> torch.Tensor:
                 return (held(B_TT, v) - held(B_TS, F64 @ (F64.T @ held(B_TS.T, v)))) / T.numel()
 
+            diag_T = B_TT.diagonal().to(backend.ACCUM_DTYPE) - ((B_TS.to(backend.ACCUM_DTYPE) @ F64) ** 2).sum(1)
         t = T.numel()
         v = torch.randn(t, 1, generator=g, dtype=backend.ACCUM_DTYPE).to(dev)
         lam = 0.0
@@ -319,7 +330,7 @@ class EigenPro:
             w = apply(v)
             lam = float((v * w).sum())  # Rayleigh quotient: converges fast even for clustered eigenvalues
             v = w
-        return max(lam, 0.0)
+        return max(lam, 0.0), (None if op.fast_matmul else float(diag_T.max()))
 
     @staticmethod
     def _subsample_product(op: KernelOperator, S: torch.Tensor, B: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
@@ -447,14 +458,20 @@ class _Loop:
     def step(self, B: torch.Tensor, bar) -> None:
         """One preconditioned step on batch B (positions among the training points)."""
         st, op, sv, train = self.st, self.op, self.solver, self.train
-        g = op.matmul(st.a, rows=train[B], cols=train) - self.Ytr[B]
+        Ka, K_BS = op.matmul_with_columns(st.a, train[B], train, self.sub)  # K_{B,S} from the same tiles
+        g = Ka - self.Ytr[B]
         st.epoch_sq += float((g * g).sum())
         st.epoch_ysq += float((self.Ytr[B] ** 2).sum())
         if sv.ridge:
             g = g + sv.ridge * st.a[B]
-        st.a[B] -= (self.eta / B.numel()) * g
-        corr = EigenPro._subsample_product(op, train[self.sub], train[B], g)
-        st.a[self.sub] += (self.eta / B.numel()) * (self.F @ (self.F.T @ corr))
+        # per-point step η/m for every batch: the epoch's last, smaller batch takes the same (the rule's
+        # η(b)/b only grows as b shrinks, so η/m is safe for it; η/b would not be, beyond m*)
+        st.a[B] -= (self.eta / self.m) * g
+        if K_BS is None:
+            corr = EigenPro._subsample_product(op, train[self.sub], train[B], g)
+        else:  # K_{S,B} g in the working dtype, as a tile product is
+            corr = (K_BS.T @ g.to(K_BS.dtype)).to(backend.ACCUM_DTYPE)
+        st.a[self.sub] += (self.eta / self.m) * (self.F @ (self.F.T @ corr))
         st.step_in_epoch += 1
         st.global_step += 1
         if sv.callback is not None:
@@ -481,6 +498,10 @@ class _Loop:
                 st.bad_epochs += 1
                 if st.bad_epochs >= sv.patience:
                     st.stopped = f"held-out error did not improve for {st.bad_epochs} epochs"
+        if not rec["train_rel_mse"] <= DIVERGED_RESIDUAL:  # also NaN
+            raise FloatingPointError(
+                f"EigenPro diverged: relative train residual {rec['train_rel_mse']:.3g} after epoch {rec['epoch']} "
+                f"(zero weights give 1); pass a smaller step_size (automatic: {self.eta:.3g}) or batch_size")
         if sv.tol is not None and rec["train_rel_mse"] < sv.tol:
             st.stopped = f"train residual {rec['train_rel_mse']:.3g} < tol"
         st.history.append(rec)
