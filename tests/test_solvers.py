@@ -411,6 +411,27 @@ def test_eigenpro_step_uses_the_preconditioned_beta_and_converges_in_a_few_epoch
     assert all(b < a for a, b in zip(curve, curve[1:])) and curve[-1] < 1e-3, curve
 
 
+def test_eigenpro_correction_with_many_outputs_takes_the_other_association(monkeypatch):
+    """With more outputs than preconditioner directions the correction is computed as (K_BS F)ᵀ g:
+    the same iteration up to float32 rounding."""
+    import bigntk.solvers.eigenpro as ep_mod
+
+    K, Y = ntk_problem(600, l=40, seed=2)
+    op = DenseOperator(K, device="cpu", dtype="float32")
+    kw = dict(epochs=3, top_q=10, seed=0, progress=False)
+    many = EigenPro(**kw).fit(op, Y)
+    original = ep_mod._Loop.__init__
+
+    def no_reassociation(self, *a, **k):
+        original(self, *a, **k)
+        assert self.Fw is not None  # 40 outputs > q = 10: the cheaper association was chosen
+        self.Fw = None
+
+    monkeypatch.setattr(ep_mod._Loop, "__init__", no_reassociation)
+    plain = EigenPro(**kw).fit(op, Y)
+    np.testing.assert_allclose(many.alpha, plain.alpha, rtol=1e-4, atol=1e-4 * np.abs(plain.alpha).max())
+
+
 def test_eigenpro_divergence_is_an_error_not_a_result(noisy):
     K, Y = noisy
     op = DenseOperator(K, device="cpu", dtype="float32")
