@@ -3,7 +3,9 @@
 ``progress=True`` (the default of the library's functions) shows a tqdm bar when stderr is a terminal
 and nothing in logs or pipes (no escape codes in non-interactive output); ``progress=False`` (CLI
 ``--quiet``) never shows one; ``$BIGNTK_PROGRESS=1`` forces bars on, ``0`` off. Bars count real work
-(steps, iterations, profiles) and show an ETA.
+(blocks, steps, profiles read, splits) and show an ETA; a loop that stops at a tolerance (CG, the
+low-rank iterations) counts its iterations without a total, since its cap is rarely reached. Every
+bar of the package is made here (``tests/test_progress.py`` checks that no other module calls tqdm).
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ def enabled(progress: bool | None) -> bool | None:
 
 
 def bar(total: int | None = None, *, desc: str, progress: bool | None = True, **kwargs: Any):
-    """A tqdm bar following the policy above (``kwargs`` go to tqdm: unit, initial, leave, …)."""
+    """A tqdm bar following the policy above (``kwargs`` go to tqdm: iterable, unit, initial, leave, …)."""
     from tqdm.auto import tqdm
 
     on = enabled(progress)

@@ -111,3 +111,53 @@ def test_cli_synth_and_cv(tmp_path):
     assert {c["metric"] for c in rep["comparison"]} == {"pearson_r", "mean_r2"}
     assert (tmp_path / "ntk.md").read_text().startswith("| method")
     assert main(["cmap", "cv", "--store", str(tmp_path / "none.zarr"), "--method", "mean", "--report", r1]) == 2
+
+
+def test_cli_compare_refuses_reports_of_other_settings_before_computing(tmp_path, capsys, monkeypatch):
+    from bigntk.apps.cmap import cv
+    from bigntk.cli import main
+
+    store = str(tmp_path / "s.zarr")
+    assert main(["cmap", "synth", "--store", store, "--profiles", "600", "--cells", "5", "--drugs", "30",
+                 "--genes", "10", "--dense", "1", "--quiet"]) == 0
+    base = ["cmap", "cv", "--store", store, "--folds", "3", "--rounds", "1", "--quiet"]
+    r1, r2 = str(tmp_path / "two.json"), str(tmp_path / "all.json")
+    assert main(base + ["--method", "mean", "--max-cells", "2", "--report", r1]) == 0
+    ran = []
+    monkeypatch.setattr(cv, "cross_validate", lambda *a, **k: ran.append(1))
+    assert main(base + ["--method", "dnpp", "--report", r2, "--compare", r1]) == 2
+    err = capsys.readouterr().err
+    assert "splits differ" in err and "max_cells: None vs 2" in err
+    assert not ran and not (tmp_path / "all.json").exists()
+
+
+def test_report_per_line_and_the_held_out_predictions(table):
+    s = CVSettings(folds=3, rounds=1, max_cells=2, seed=0)
+    rep, pred = cross_validate(table, "dnpp", s, progress=False, return_predictions=True)
+    assert rep == {**cross_validate(table, "dnpp", s, progress=False), "time_s": rep["time_s"]}
+    assert pred["predicted"].shape == pred["measured"].shape == (rep["n_test_profiles"], table.Y.shape[1])
+    assert profile_metrics(pred["predicted"], pred["measured"])["pearson_r"] == pytest.approx(rep["pearson_r"])
+    assert set(rep["per_line"]) == set(pred["line"]) and len(rep["per_line"]) == 2
+    for name, m in rep["per_line"].items():
+        rows = pred["line"] == name
+        assert m["n_test_profiles"] == rows.sum()
+        assert m["mean_r2"] == pytest.approx(profile_metrics(pred["predicted"][rows], pred["measured"][rows])["mean_r2"])
+
+
+def test_demo_writes_a_cmap_figure_with_labelled_axes(tmp_path):
+    from bigntk.apps.cmap.demo import demo_cmap
+    from bigntk.viz import cmap_predictions_figure
+
+    out = demo_cmap(tmp_path, profiles=800, cells=5, drugs=40, n_dense=1, genes=12, progress=False, verbose=False)
+    assert set(out) == {"mean", "dnpp", "ntk"} and (tmp_path / "cmap_demo.png").stat().st_size > 0
+    reports = json.loads((tmp_path / "cmap_demo.json").read_text())
+    assert all(r["per_line"] for r in reports.values())
+    small = aggregate(tmp_path / "cmap_obs.zarr", progress=False)
+    s = CVSettings(folds=3, rounds=1, max_cells=2)
+    runs = {m: cross_validate(small, m, s, progress=False, return_predictions=True) for m in ("mean", "dnpp")}
+    fig = cmap_predictions_figure({m: p for m, (_, p) in runs.items()}, {m: r for m, (r, _) in runs.items()})
+    scatter, bars = fig.axes
+    assert "measured" in scatter.get_xlabel() and "predicted" in scatter.get_ylabel()
+    assert "cell line" in bars.get_xlabel() and "R²" in bars.get_ylabel()
+    legend = [t.get_text() for t in scatter.get_legend().get_texts()]
+    assert legend[:2] == [f"{m} (r = {runs[m][0]['pearson_r']:.3f})" for m in ("mean", "dnpp")]

@@ -84,3 +84,21 @@ def test_ids_values_and_metadata_match_cmappy(data_dir, tmp_path, rel):
     for field in ("cell_id", "pert_id", "pert_iname"):
         if field in g.col_metadata_df.columns:
             np.testing.assert_array_equal(st.labels(field), g.col_metadata_df[field].astype(str).to_numpy())
+
+
+def test_landmark_only_knows_cmappys_pr_is_lm_and_keeps_ids(tmp_path):
+    """cmapPy / GEO gene_info name the landmark flag ``pr_is_lm``; ids stay exactly as in the file."""
+    cols = ["CPC006_A375_6H:BRD-K1:10", "CPC006_A549_6H:BRD-K2:10", "CPC006_A375_6H:BRD-K2:10"]
+    lines = ["#1.3", "3\t3\t2\t2", "\t".join(["id", "pr_gene_symbol", "pr_is_lm", *cols]),
+             "\t".join(["cell_id", "na", "na", "A375", "A549", "A375"]),
+             "\t".join(["pert_id", "na", "na", "BRD-K1", "BRD-K2", "BRD-K2"]),
+             "\t".join(["200814_at", "PSME1", "1", "0.5", "1.5", "-666"]),
+             "\t".join(["222103_at", "ATF1", "0", "2.0", "3.0", "4.0"]),
+             "\t".join(["201453_x_at", "RHEB", "1", "-1.0", "0.25", "7.0"])]
+    src = tmp_path / "lm.gct"
+    src.write_text("\n".join(lines) + "\n")
+    st = ingest(src, tmp_path / "s.zarr", landmark_only=True, progress=False)
+    assert list(st.gene_ids) == ["200814_at", "201453_x_at"]
+    assert list(st.row_meta("pr_gene_symbol")) == ["PSME1", "RHEB"]
+    assert list(st.labels("profile_ids")) == cols
+    np.testing.assert_array_equal(st.read(), np.array([[0.5, -1.0], [1.5, 0.25], [np.nan, 7.0]], np.float32))

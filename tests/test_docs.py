@@ -76,3 +76,19 @@ def test_readme_commands_parse():
             parser.parse_args(shlex.split(cmd)[1:])
         except SystemExit as exc:  # argparse reports a bad command line by exiting
             raise AssertionError(f"README command does not parse: {cmd}") from exc
+
+
+def test_readme_python_snippets_run(tmp_path):
+    """Each ```python block of the README is a complete example: it runs as written, in a fresh process
+    (the kernel cache in a temporary folder)."""
+    import os
+    import subprocess
+    import sys
+
+    blocks = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+    assert len(blocks) >= 2
+    env = {**os.environ, "BIGNTK_KERNEL_CACHE": str(tmp_path / "kernels"), "BIGNTK_PROGRESS": "0",
+           "PYTHONPATH": str(REPO)}
+    for i, code in enumerate(blocks):
+        out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert out.returncode == 0, f"README snippet {i + 1} fails:\n{out.stderr[-2000:]}"

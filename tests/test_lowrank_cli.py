@@ -128,12 +128,13 @@ def test_cli_reads_a_group_its_observed_mask_and_named_arrays(problem):
 
 @pytest.mark.parametrize("suffix", [".npy", ".zarr"])
 def test_failed_write_leaves_the_previous_output_and_no_partial_file(problem, monkeypatch, suffix):
+    from bigntk.cli import _output
     from bigntk.cli import lowrank as cli
 
     _, mask, tmp = problem
     target = tmp / f"out{suffix}"
     first = np.ones(mask.shape)
-    cli.save_output(target, first, mask, {"method": "first"})
+    _output.save_output(target, first, mask, {"method": "first"})
 
     def broken_save(f, array):  # writes part of the data, then the disk is full
         f.write(b"\x93NUMPY")
@@ -142,13 +143,13 @@ def test_failed_write_leaves_the_previous_output_and_no_partial_file(problem, mo
     def full_disk(*args, **kwargs):  # the zarr arrays are written, the metadata is not
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(cli.np, "save", broken_save)
+    monkeypatch.setattr(np, "save", broken_save)
     monkeypatch.setattr(zarr, "consolidate_metadata", full_disk)
     with pytest.raises(OSError, match="No space"):
-        cli.save_output(target, np.zeros(mask.shape), mask, {"method": "second"})
+        _output.save_output(target, np.zeros(mask.shape), mask, {"method": "second"})
     assert sorted(p.name for p in tmp.iterdir() if p.name.startswith(".")) == []
     np.testing.assert_array_equal(cli.load_array(target), first)  # the previous output, intact
     fresh = tmp / f"fresh{suffix}"
     with pytest.raises(OSError):
-        cli.save_output(fresh, np.zeros(mask.shape), mask, {})
+        _output.save_output(fresh, np.zeros(mask.shape), mask, {})
     assert not fresh.exists()  # nothing at all rather than a partial or 0-byte output

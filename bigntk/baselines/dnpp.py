@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
+from sklearn.base import BaseEstimator
 
 from ..priors import group_means
 from ._common import check_pairs, check_query
@@ -24,16 +25,16 @@ def _standardise_rows(X: np.ndarray) -> np.ndarray:
     return X / np.where(n > 0, n, 1.0)
 
 
-class DNPP:
-    """Drug-neighbour profile prediction; ``k`` neighbours (10 in Hodos et al.)."""
+class DNPP(BaseEstimator):
+    """Drug-neighbour profile prediction; ``k`` neighbours (10 in Hodos et al.). A scikit-learn
+    estimator: parameters are stored as given and checked by ``fit``."""
 
     def __init__(self, k: int = 10, center: bool = True) -> None:
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-        self.k = int(k)
-        self.center = bool(center)
+        self.k, self.center = k, center
 
     def fit(self, Y, cell, drug) -> "DNPP":
+        if isinstance(self.k, bool) or not isinstance(self.k, (int, np.integer)) or self.k < 1:
+            raise ValueError(f"k must be an integer >= 1, got {self.k!r}")
         Y, cell, drug = check_pairs(Y, cell, drug)
         self.n_cells_ = int(cell.max()) + 1
         self.n_drugs_ = int(drug.max()) + 1
@@ -85,7 +86,7 @@ class DNPP:
         cand = self.drug_[rows]  # (n_c,)
         s = sim[qidx[:, None], cand[None, :]]  # (q, n_c)
         s = np.where((cand[None, :] == d[:, None]) | np.isnan(s), -np.inf, s)
-        top = np.argsort(-s, axis=1)[:, : self.k]  # (q, k), as the per-pair argsort
+        top = np.argsort(-s, axis=1)[:, : int(self.k)]  # (q, k), as the per-pair argsort
         w = np.clip(np.take_along_axis(s, top, 1), 0.0, 1.0)  # (q, k)
         tot = w.sum(1)
         ok = (tot > 0) & (d < self.n_drugs_)

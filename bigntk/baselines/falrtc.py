@@ -26,6 +26,7 @@ from typing import Iterator, Optional, Sequence
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator
 
 from ..backend import ACCUM_DTYPE, memory_budget, resolve_device, resolve_dtype, to_numpy, to_tensor
 from ..priors import group_means
@@ -282,29 +283,29 @@ def complete_tensor(T, observed, *, alpha: Sequence[float] = (1.0, 1e-2, 1.0), m
     return to_numpy(Y).astype(np.float32)
 
 
-class FaLRTC:
+class FaLRTC(BaseEstimator):
     """FaLRTC on the drugs × genes × cells tensor of a (cell, drug) → profile table.
 
     ``alpha`` weights the drugs, genes and cells modes in that order. ``init="cell_mean"`` starts each
     missing fibre from its cell line's mean profile; ``init="mean"`` (Liu et al.'s code) from the mean
     of all observed entries. Internally the tensor is stored drugs × cells × genes, so that the
     observed fibres are rows of a (drugs·cells, genes) matrix and only the 20-long cells mode needs
-    blocked copies.
+    blocked copies. A scikit-learn estimator: parameters are stored as given and checked by ``fit``.
     """
 
     def __init__(self, alpha=(1.0, 1e-2, 1.0), mu_scale: float = 0.01, L0: float = 1e-5, C: float = 0.5,
                  iterations: int = 20, init: str = "cell_mean", device=None, dtype=None,
                  memory_budget=None, progress: bool = True) -> None:
-        if init not in ("cell_mean", "mean"):
-            raise ValueError(f"init must be 'cell_mean' or 'mean', got {init!r}")
-        if len(alpha) != 3:
-            raise ValueError(f"alpha needs 3 weights (drugs, genes, cells), got {alpha}")
-        self.alpha, self.mu_scale, self.L0, self.C = tuple(alpha), mu_scale, L0, C
-        self.iterations, self.init, self.progress = int(iterations), init, progress
+        self.alpha, self.mu_scale, self.L0, self.C = alpha, mu_scale, L0, C
+        self.iterations, self.init, self.progress = iterations, init, progress
         self.device, self.dtype, self.memory_budget = device, dtype, memory_budget
 
     def fit(self, Y, cell, drug) -> "FaLRTC":
         """Store the training table: Y (n, G), cell (n,), drug (n,). The completion runs in predict."""
+        if self.init not in ("cell_mean", "mean"):
+            raise ValueError(f"init must be 'cell_mean' or 'mean', got {self.init!r}")
+        if len(self.alpha) != 3:
+            raise ValueError(f"alpha needs 3 weights (drugs, genes, cells), got {self.alpha}")
         self.Y_, self.cell_, self.drug_ = check_pairs(Y, cell, drug)
         return self
 
@@ -324,7 +325,7 @@ class FaLRTC:
         obs[rows] = True
         sm = _smoothing((self.alpha[0], self.alpha[2], self.alpha[1]), self.mu_scale, shape)
         Yt = run_falrtc(X, obs.reshape(shape[0], shape[1], 1), sm, L0=self.L0, C=self.C,
-                        iterations=self.iterations, progress=self.progress)
+                        iterations=int(self.iterations), progress=self.progress)
         q = torch.as_tensor(np.searchsorted(drugs, drug) * cells.size + np.searchsorted(cells, cell), device=dev)
         out = Yt.reshape(-1, shape[2])[q]
         seen = obs[q]

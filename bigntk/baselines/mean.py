@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import numpy as np
+from sklearn.base import BaseEstimator
 
 from ..priors import group_means
 from ._common import check_pairs, check_query
 
 
-class CellMean:
+class CellMean(BaseEstimator):
     """Cell-type mean baseline (global mean for a cell line without training profiles)."""
 
     def fit(self, Y, cell, drug) -> "CellMean":

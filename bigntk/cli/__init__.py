@@ -17,7 +17,9 @@ COMMAND_MODULES = ("complete", "demo", "kernel", "inpaint", "cache", "cmap", "lo
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from ._common import Parser
+
+    parser = Parser(
         prog="bigntk",
         description="Matrix completion with infinite-width neural networks (NTK / CNTK).",
     )

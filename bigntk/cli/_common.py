@@ -10,6 +10,32 @@ SOLVER_CHOICES = ("auto", "direct", "eigenpro", "cg")
 BOUNDARY_CHOICES = ("open", "periodic")
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless the help already names it or there is none
+    (None, a flag's False); a one-paragraph description is wrapped, a multi-line one (usage blocks)
+    kept as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in text.lower():
+            return text
+        if not action.option_strings and action.nargs not in ("?", "*"):
+            return text  # a required positional has no default
+        return f"{text} (default: %(default)s)"
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text.strip():
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
+class Parser(argparse.ArgumentParser):
+    """The CLI's parser class (sub-parsers inherit it): :class:`HelpFormatter` by default."""
+
+    def __init__(self, *args: Any, formatter_class: type = HelpFormatter, **kwargs: Any) -> None:
+        super().__init__(*args, formatter_class=formatter_class, **kwargs)
+
+
 def _budget(text: str) -> int:
     from ..backend import parse_bytes
 

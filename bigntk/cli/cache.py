@@ -10,7 +10,6 @@ recently used entries until the cache fits (e.g. 5GB). The cap applied after eve
 """
 from __future__ import annotations
 
-import argparse
 import json
 import time
 
@@ -19,15 +18,18 @@ from ._common import parse_size
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("cache", help="list / clean the kernel cache of bigntk inpaint",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                              description=__doc__)
     sub = p.add_subparsers(dest="cache_command", metavar="ACTION")
     sub.required = True
-    ls = sub.add_parser("list", help="entries, sizes and last use")
+    ls = sub.add_parser("list", help="entries, sizes and last use",
+                        description="List the kernel cache's entries: size, last use, status. Example: bigntk cache list")
     ls.add_argument("--cache-dir", default=None, help="default: $BIGNTK_KERNEL_CACHE, else the user cache dir")
     ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ls.set_defaults(func=_list)
-    cl = sub.add_parser("clean", help="remove entries (always: leftovers of interrupted builds)")
-    cl.add_argument("--cache-dir", default=None)
+    cl = sub.add_parser("clean", help="remove entries (always: leftovers of interrupted builds)",
+                        description="Remove leftovers of interrupted builds and, with an option, entries. Example: "
+                                    "bigntk cache clean --older-than 30")
+    cl.add_argument("--cache-dir", default=None, help="default: $BIGNTK_KERNEL_CACHE, else the user cache dir")
     what = cl.add_mutually_exclusive_group()
     what.add_argument("--all", action="store_true", help="remove every entry")
     what.add_argument("--older-than", type=float, metavar="DAYS", help="remove entries unused for DAYS days")

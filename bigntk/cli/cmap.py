@@ -8,11 +8,11 @@ from pathlib import Path
 
 from ._common import SOLVER_CHOICES, add_compute_args, compute_kwargs
 
-_FMT = argparse.ArgumentDefaultsHelpFormatter
-
-
 def register(subparsers) -> None:
-    p = subparsers.add_parser("cmap", help="CMap L1000: ingest GCT(X), synthesise, cross-validate, impute")
+    p = subparsers.add_parser("cmap", help="CMap L1000: ingest GCT(X), synthesise, cross-validate, impute",
+                              description="CMap L1000 drug screens: ingest GCT/GCTX files or generate CMap-shaped "
+                                          "data into a zarr observation store, aggregate replicates, cross-validate "
+                                          "a method, impute every unmeasured (cell, drug) pair (docs/cmap.md).")
     sub = p.add_subparsers(dest="cmap_command", metavar="ACTION")
     sub.required = True
     _register_data(sub)
@@ -21,7 +21,7 @@ def register(subparsers) -> None:
 
 
 def _register_data(sub) -> None:
-    a = sub.add_parser("ingest", help="GCTX/GCT file -> observation store", formatter_class=_FMT,
+    a = sub.add_parser("ingest", help="GCTX/GCT file -> observation store",
                        description="Read a GCTX (HDF5) or GCT (text) file into a zarr observation store "
                                    "(profiles × genes, ids and metadata kept as in the file). Example: "
                                    "bigntk cmap ingest level5.gctx --store obs.zarr --landmark-only")
@@ -35,7 +35,7 @@ def _register_data(sub) -> None:
     a.add_argument("--quiet", action="store_true", help="no progress bars")
     a.set_defaults(func=_ingest)
 
-    s = sub.add_parser("synth", help="generate CMap-shaped data into a store (streamed)", formatter_class=_FMT,
+    s = sub.add_parser("synth", help="generate CMap-shaped data into a store (streamed)",
                        description="Write a CMap-shaped observation store (a reference line, dense and sparse "
                                    "lines, replicates) chunk by chunk. Example: bigntk cmap synth --store s.zarr "
                                    "--profiles 20000 --cells 20 --drugs 2000")
@@ -52,8 +52,7 @@ def _register_data(sub) -> None:
     s.set_defaults(func=_synth)
 
     g = sub.add_parser("aggregate", help="one profile per (cell, drug) into a new store (streamed)",
-                       formatter_class=_FMT,
-                       description="Average the replicates of each (cell, drug) pair (optionally weighted) into "
+                                              description="Average the replicates of each (cell, drug) pair (optionally weighted) into "
                                    "a new store. Example: bigntk cmap aggregate --store obs.zarr --out pairs.zarr")
     g.add_argument("--store", required=True, help="input observation store")
     g.add_argument("--out", required=True, help="output store of one profile per pair")
@@ -65,7 +64,7 @@ def _register_data(sub) -> None:
 
 
 def _register_cv(sub) -> None:
-    c = sub.add_parser("cv", help="cross-validate a method on a store", formatter_class=_FMT,
+    c = sub.add_parser("cv", help="cross-validate a method on a store",
                        description="The paper's protocol: rounds × k-fold within each line (the reference line "
                                    "training-only), priors rebuilt from each split's training pairs; NTK by exact "
                                    "fold-out formulas when they apply (docs/cmap.md). Example: bigntk cmap cv "
@@ -107,15 +106,16 @@ def _names(text: str) -> list:
 
 def _register_impute(sub) -> None:
     i = sub.add_parser("impute", help="impute every unmeasured (cell, drug) pair into a predictions store",
-                       formatter_class=_FMT,
-                       description="Fit on every measured pair (replicates aggregated) and write the predicted "
+                                              description="Fit on every measured pair (replicates aggregated) and write the predicted "
                                    "profile of every pair to a zarr predictions store (xarray Dataset: imputed, "
                                    "observed), chunk by chunk, resumable. Example: bigntk cmap impute --store "
                                    "obs.zarr --out pred.zarr --gctx pred.gctx")
     i.add_argument("--store", required=True, help="observation store (from ingest or synth)")
     i.add_argument("--out", required=True, help="predictions store (zarr v3; xarray.open_zarr opens it)")
-    i.add_argument("--method", default="ntk", choices=["ntk", "mean", "dnpp", "falrtc"])
-    i.add_argument("--prior", default="sparse", choices=["sparse", "onehot", "mixed-dnpp", "mixed-falrtc"])
+    i.add_argument("--method", default="ntk", choices=["ntk", "mean", "dnpp", "falrtc"],
+                   help="NTK completion or a baseline (cell mean, DNPP, FaLRTC)")
+    i.add_argument("--prior", default="sparse", choices=["sparse", "onehot", "mixed-dnpp", "mixed-falrtc"],
+                   help="NTK column prior (docs/cmap.md)")
     i.add_argument("--cells", type=_names, default=None, metavar="A,B", help="only these lines (cube and fit)")
     i.add_argument("--drugs", type=_names, default=None, metavar="X,Y", help="only these drugs (cube and fit)")
     i.add_argument("--reference", default=None, help="reference line name (default: the line with most drugs)")
@@ -123,7 +123,8 @@ def _register_impute(sub) -> None:
     i.add_argument("--ridge", type=float, default=0.0, help="ridge added to the kernel diagonal (default 0)")
     i.add_argument("--nugget", type=float, default=1.5, help="identity nugget of the prior (default 1.5)")
     i.add_argument("--w", type=float, default=0.75, help="weight of the cell-mean block of the sparse prior")
-    i.add_argument("--solver", default="auto", choices=SOLVER_CHOICES)
+    i.add_argument("--solver", default="auto", choices=SOLVER_CHOICES,
+                   help="NTK solver: auto is direct up to 30 000 measured pairs, EigenPro above")
     i.add_argument("--solver-kwargs", default="{}", help="JSON dict of solver options (e.g. epochs)")
     i.add_argument("--baseline-kwargs", default="{}", help='JSON per baseline, e.g. \'{"dnpp": {"k": 5}}\'')
     i.add_argument("--chunk-drugs", type=int, default=None, help="drugs per written chunk (default: by memory)")
@@ -167,7 +168,7 @@ def _aggregate(args) -> int:
 def _cv(args) -> int:
     import numpy as np
 
-    from ..apps.cmap.cv import CVSettings, cross_validate, markdown_table, paired_test
+    from ..apps.cmap.cv import CVSettings, check_comparable, cross_validate, markdown_table, paired_test, report_settings
     from ..store import aggregate, open_store
 
     compute = compute_kwargs(args)
@@ -183,10 +184,12 @@ def _cv(args) -> int:
                    solver=args.solver, solver_kwargs=json.loads(args.solver_kwargs),
                    baseline_kwargs=json.loads(args.baseline_kwargs), ridge=args.ridge, depth=args.depth,
                    refit="always" if args.refit else "auto", **compute)
+    other = json.loads(Path(args.compare).read_text()) if args.compare else None
+    if other is not None:  # refused before any computing
+        check_comparable(report_settings(table, s, args.method), other.get("settings", {}))
     rep = cross_validate(table, args.method, s, progress=not args.quiet)
     comps = []
-    if args.compare:
-        other = json.loads(Path(args.compare).read_text())
+    if other is not None:
         comps = [paired_test(rep, other, m) for m in ("pearson_r", "mean_r2")]
         rep["comparison"] = comps
     Path(args.report).write_text(json.dumps(rep, indent=1))

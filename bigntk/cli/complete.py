@@ -1,10 +1,9 @@
-"""``bigntk complete Y.npy --mask M.npy --prior Z.npy --out Yhat.npy``."""
+"""``bigntk complete Y.npy --mask M.npy --prior Z.npy --out Yhat.npy`` (or ``--out Yhat.zarr``: a zarr v3
+group, :mod:`bigntk.cli._output`)."""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-
-import numpy as np
 
 from ._common import add_cluster_args, add_compute_args, add_ntk_args, cluster_from_args, compute_kwargs
 
@@ -16,7 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mask", type=Path, default=None,
                    help="(m × n) .npy, nonzero = observed (default: the finite entries of Y)")
     p.add_argument("--prior", type=Path, required=True, help="(p × n) .npy feature prior, one column per column of Y")
-    p.add_argument("--out", type=Path, required=True, help="output .npy for the completed matrix")
+    p.add_argument("--out", type=Path, required=True,
+                   help="output .npy (the completed matrix) or .zarr (group: completed, observed, attributes; "
+                        "xarray.open_zarr opens it)")
     add_ntk_args(p)
     add_compute_args(p)
     add_cluster_args(p)
@@ -24,6 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from ..completion import complete
 
     Y = np.load(args.Y)
@@ -33,9 +36,11 @@ def run(args: argparse.Namespace) -> int:
         Yhat = complete(Y, mask, Z, depth=args.depth, activation=args.activation,
                         negative_slope=args.negative_slope, ridge=args.ridge, nugget=args.nugget, solver=args.solver,
                         progress=not args.quiet, client=client, **compute_kwargs(args))
-    from ..persist import atomic_output
+    from .. import __version__
+    from ._output import save_output
 
-    with atomic_output(args.out) as tmp, open(tmp, "wb") as f:  # a failed write leaves no partial file
-        np.save(f, Yhat)
+    params = {k: getattr(args, k) for k in ("depth", "activation", "negative_slope", "ridge", "nugget", "solver")}
+    save_output(args.out, Yhat, mask, {"method": "ntk", "params": params, "input": str(args.Y),
+                                       "prior": str(args.prior), "bigntk_version": __version__})
     print(f"completed {Y.shape[0]}×{Y.shape[1]} ({int(mask.sum())} observed, {int((~mask).sum())} imputed) -> {args.out}")
     return 0

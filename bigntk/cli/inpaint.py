@@ -11,7 +11,6 @@ In ``--batch`` mode every image in DIR is paired with the mask of the same stem 
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from ._common import BOUNDARY_CHOICES, SOLVER_CHOICES, add_compute_args, compute_kwargs
@@ -21,31 +20,38 @@ __all__ = ["register", "handler"]
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("inpaint", help="fill missing pixels of an image (CNTK, biharmonic, DIP)",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                              description=__doc__)
     p.add_argument("image", nargs="?", help="input image (PNG/JPG/TIFF/.npy)")
     p.add_argument("--mask", help="mask image, nonzero = observed (see --mask-missing-value)")
     p.add_argument("--mask-missing-value", choices=("zero", "nonzero"), default="zero",
                    help="which mask pixels mark MISSING pixels (default: zero)")
     p.add_argument("--marker", type=float, help="instead of --mask: value of missing pixels in IMAGE")
-    p.add_argument("--truth", help="ground-truth image for PSNR/SSIM")
+    p.add_argument("--truth", help="ground-truth image for PSNR/SSIM (default: none)")
     p.add_argument("--out", required=True, help="output image (or folder with --batch)")
     p.add_argument("--report", help="JSON report path (default: none; <stem>.json in --batch mode)")
-    p.add_argument("--method", choices=("cntk", "biharmonic", "dip"), default="cntk")
+    p.add_argument("--method", choices=("cntk", "biharmonic", "dip"), default="cntk",
+                   help="cntk: kernel regression with the CNTK; biharmonic: scikit-image; dip: a trained "
+                        "network (1000 Adam steps by default: minutes on a CPU, docs/inpainting.md)")
     p.add_argument("--levels", type=int, default=6, help="down/up-sampling levels (cntk, dip)")
     p.add_argument("--filter", type=int, default=3, help="conv filter size q")
-    p.add_argument("--upsample", default="nearest", choices=("nearest", "bilinear"))
+    p.add_argument("--upsample", default="nearest", choices=("nearest", "bilinear"),
+                   help="up-sampling of the decoder (cntk, dip)")
     p.add_argument("--boundary", default="open", choices=BOUNDARY_CHOICES,
                    help="open (default): opposite borders do not wrap onto each other; periodic: they do")
-    p.add_argument("--prior", default="stationary", choices=("stationary", "meshgrid", "identity"))
-    p.add_argument("--solver", default="auto", choices=SOLVER_CHOICES)
-    p.add_argument("--ridge", type=float, default=None, help="relative ridge (cntk)")
-    p.add_argument("--epochs", type=int, default=None, help="solver epochs (cntk) / Adam iterations (dip)")
+    p.add_argument("--prior", default="stationary", choices=("stationary", "meshgrid", "identity"),
+                   help="CNTK input prior: stationary random image (exact compact kernel, any size); meshgrid "
+                        "or identity need the dense kernel (small images)")
+    p.add_argument("--solver", default="auto", choices=SOLVER_CHOICES,
+                   help="cntk: auto picks direct for few observed pixels, else conjugate gradients")
+    p.add_argument("--ridge", type=float, default=None, help="ridge relative to the mean kernel diagonal (cntk; default 1e-3)")
+    p.add_argument("--epochs", type=int, default=None, help="solver epochs or CG iteration cap (cntk; default EigenPro 200 / CG 100) / Adam steps "
+                        "(dip; default 1000)")
     p.add_argument("--tol", type=float, default=None,
                    help="CG stopping tolerance, relative residual (cntk; default 1e-3)")
-    p.add_argument("--width", type=int, default=None, help="channels of the DIP network")
-    p.add_argument("--cache-dir", default=None, help="kernel cache directory")
+    p.add_argument("--width", type=int, default=None, help="channels of the DIP network (default 64)")
+    p.add_argument("--cache-dir", default=None, help="kernel cache directory (default: $BIGNTK_KERNEL_CACHE, else ~/.cache/bigntk/kernels)")
     add_compute_args(p)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the solvers' sampling and of DIP's initialisation")
     p.add_argument("--batch", metavar="DIR", help="inpaint every image in DIR")
     p.add_argument("--mask-dir", help="--batch: folder of masks named like the images")
     p.add_argument("--truth-dir", help="--batch: folder of ground truths named like the images")

@@ -25,38 +25,47 @@ def _pixel(text: str):
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("kernel", help="build / inspect / plot convolutional NTKs (CNTK)")
+    p = subparsers.add_parser("kernel", help="build / inspect / plot convolutional NTKs (CNTK)",
+                              description="Build the exact compact CNTK of a DIP-style encoder-decoder into a "
+                                          "zarr store, print a store's metadata, or plot one pixel's kernel row.")
     sub = p.add_subparsers(dest="kernel_command", metavar="ACTION")
     sub.required = True
 
-    b = sub.add_parser("build", help="build the compact CNTK of dip(levels) into a zarr store")
-    b.add_argument("--levels", type=int, default=6, help="down/up-sampling stages s (default 6)")
+    b = sub.add_parser("build", help="build the compact CNTK of dip(levels) into a zarr store",
+                       description="Build (or find intact and reuse) the compact CNTK of dip(levels) for an image "
+                                   "size. Example: bigntk kernel build --levels 6 --shape 512x512 --store k.zarr")
+    b.add_argument("--levels", type=int, default=6, help="down/up-sampling stages s")
     b.add_argument("--shape", type=_shape, required=True, help="image size HxW, e.g. 512x512")
-    b.add_argument("--filter", type=int, default=3)
-    b.add_argument("--convs-per-level", type=int, default=1)
-    b.add_argument("--upsample", default="nearest", choices=["nearest", "bilinear"])
-    b.add_argument("--activation", default="relu", choices=["relu", "leaky_relu"])
-    b.add_argument("--negative-slope", type=float, default=0.01)
-    b.add_argument("--prior", default="stationary", choices=["stationary", "identity"])
+    b.add_argument("--filter", type=int, default=3, help="convolution filter size q")
+    b.add_argument("--convs-per-level", type=int, default=1, help="convolutions per down/up-sampling stage")
+    b.add_argument("--upsample", default="nearest", choices=["nearest", "bilinear"], help="up-sampling of the decoder")
+    b.add_argument("--activation", default="relu", choices=["relu", "leaky_relu"], help="activation after each conv")
+    b.add_argument("--negative-slope", type=float, default=0.01, help="slope of leaky_relu")
+    b.add_argument("--prior", default="stationary", choices=["stationary", "identity"],
+                   help="input prior: stationary random image, or identity (one-hot pixels)")
     b.add_argument("--form", default="auto", choices=["auto", "window", "full"],
                    help="window (far-field form, size independent) where it holds; full otherwise")
     b.add_argument("--workers", type=int, default=1, help="Dask threads for streamed blocks")
-    b.add_argument("--store", required=True, help="path ending in .zarr, or a cache directory")
+    b.add_argument("--store", required=True, help="path ending in .zarr, or a cache directory (required)")
     b.add_argument("--overwrite", action="store_true", help="replace a store holding a different kernel")
     add_compute_args(b)
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=_build)
 
-    i = sub.add_parser("info", help="print a stored kernel's metadata")
-    i.add_argument("store")
+    i = sub.add_parser("info", help="print a stored kernel's metadata",
+                       description="Print a kernel store's metadata (architecture, prior, form, checksum) as JSON. "
+                                   "Example: bigntk kernel info k.zarr --verify")
+    i.add_argument("store", help="kernel store (.zarr) written by kernel build or the inpaint cache")
     i.add_argument("--verify", action="store_true", help="recompute the checksum")
     i.set_defaults(func=_info)
 
-    h = sub.add_parser("heatmap", help="plot the kernel row of one pixel (paper Fig. 4)")
-    h.add_argument("store")
+    h = sub.add_parser("heatmap", help="plot the kernel row of one pixel (paper Fig. 4)",
+                       description="Plot K((i, j), ·) of one pixel as an image with labelled axes and colour bar. "
+                                   "Example: bigntk kernel heatmap k.zarr --pixel 104,14 --out fig.png")
+    h.add_argument("store", help="kernel store (.zarr) written by kernel build or the inpaint cache")
     h.add_argument("--pixel", type=_pixel, required=True, help="i,j (row, column)")
-    h.add_argument("--shape", type=_shape, default=None, help="image size for window stores")
-    h.add_argument("--subtract-far", action="store_true", help="show K − c_far")
+    h.add_argument("--shape", type=_shape, default=None, help="image size for window stores (default: the store's own size)")
+    h.add_argument("--subtract-far", action="store_true", help="show K − c_far (the far-field constant), which shows the local structure")
     h.add_argument("--out", required=True, help="output image (png/pdf) or .npy for the raw row")
     h.set_defaults(func=_heatmap)
 

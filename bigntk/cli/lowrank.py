@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import warnings
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from ._common import add_compute_args, compute_kwargs
 
-DIMS = ("row", "column")
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def _is_zarr(path: Path) -> bool:
@@ -32,6 +30,8 @@ def load_array(path: Path, name: str = "completed") -> np.ndarray:
     has no ``name``) into memory."""
     if not path.exists():
         raise FileNotFoundError(f"no such file or zarr array: {path}")
+    import numpy as np
+
     if not _is_zarr(path):
         return np.load(path)
     import zarr
@@ -50,40 +50,11 @@ def group_mask(path: Path) -> np.ndarray | None:
     """The ``observed`` array of the zarr group at ``path`` (None for anything else)."""
     if not (_is_zarr(path) and (path / "observed").is_dir()):
         return None
+    import numpy as np
     import zarr
 
     node = zarr.open(str(path), mode="r")
     return np.asarray(node["observed"][...]) if isinstance(node, zarr.Group) else None
-
-
-def write_zarr_group(path: Path, completed: np.ndarray, observed: np.ndarray, attrs: dict[str, Any]) -> None:
-    """The completion as a zarr v3 group: ``completed`` (m, n) float64 and ``observed`` (m, n)
-    bool with zarr v3 ``dimension_names`` ("row", "column"), ``attrs`` on the group, metadata
-    consolidated (what ``xarray.open_zarr`` looks for first)."""
-    import zarr
-
-    from .. import persist
-
-    chunks = tuple(min(s, 1024) for s in completed.shape)
-    group = zarr.open_group(str(path), mode="w", zarr_format=3)
-    for name, data in (("completed", completed.astype(np.float64)), ("observed", observed.astype(bool))):
-        persist.create_array(group, name, data, dims=DIMS, chunks=chunks)
-    group.attrs.update(attrs)
-    with warnings.catch_warnings():  # "consolidated metadata is not part of the v3 spec (yet)"
-        warnings.simplefilter("ignore")
-        zarr.consolidate_metadata(str(path))
-
-
-def save_output(path: Path, completed: np.ndarray, observed: np.ndarray, attrs: dict[str, Any]) -> None:
-    """Write the completion atomically: a zarr group when ``path`` ends in ``.zarr``, else .npy."""
-    from ..persist import atomic_output
-
-    with atomic_output(path) as tmp:
-        if path.suffix == ".zarr":
-            write_zarr_group(tmp, completed, observed, attrs)
-        else:
-            with open(tmp, "wb") as f:
-                np.save(f, completed)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -95,7 +66,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mask", type=Path, default=None,
                    help="(m × n) .npy or zarr array, nonzero = observed (default: the 'observed' array of "
                         "a zarr group Y, else the non-NaN entries)")
-    p.add_argument("--method", default="linrfm", choices=["linrfm", "gd", "als", "softimpute"])
+    p.add_argument("--method", default="linrfm", choices=["linrfm", "gd", "als", "softimpute"],
+                   help="lin-RFM, or a baseline: gradient descent on factors, alternating least squares, SoftImpute")
     p.add_argument("--out", type=Path, required=True,
                    help="output .npy (the completion) or .zarr (group: completed, observed, attributes)")
     p.add_argument("--alpha", type=float, default=0.5, help="lin-RFM metric power: P = M^(2 alpha)")
@@ -112,7 +84,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tol", type=float, default=None,
                    help="stop at this relative held-out MSE (method default if omitted; lin-RFM 1e-4)")
     p.add_argument("--val-fraction", type=float, default=0.1, help="held-out fraction of observed entries")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the held-out split and the initialisation")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_compute_args(p)
     p.set_defaults(func=run)
@@ -139,8 +111,11 @@ def _method_kwargs(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from .. import __version__
     from ..lowrank import check_inputs, complete_lowrank
+    from ._output import save_output
 
     Y = load_array(args.Y)
     mask = group_mask(args.Y) if args.mask is None else load_array(args.mask, "observed")

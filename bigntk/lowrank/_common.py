@@ -14,10 +14,10 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from .._validation import check_matrix_and_mask
 from ..backend import resolve_device, resolve_dtype, to_numpy
+from ..progress import bar as progress_bar
 
 __all__ = ["check_inputs", "split_observed", "EarlyStopper", "CompletionResult", "ProgressCallback",
            "NumericalError", "Prepared", "prepare"]
@@ -230,7 +230,8 @@ def run_iterations(name: str, step: Step, max_iter: int, progress: bool, desc: s
     last iteration. A tqdm bar (``progress``) shows the step's postfix. Ctrl-C ends the loop with a
     warning, keeping the best iterate so far (re-raised when ``stopper`` holds none yet)."""
     it = 0
-    bar = tqdm(total=max_iter, desc=desc or name, disable=not progress, leave=False)
+    # no total: the loop stops at its tolerance, usually long before max_iter (a bar to max_iter would mislead)
+    bar = progress_bar(None, desc=desc or name, unit="it", progress=progress, leave=False)
     try:
         for it in range(max_iter):
             stop, postfix = step(it)

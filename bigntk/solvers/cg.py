@@ -181,7 +181,7 @@ class ConjugateGradient:
         bnorm = b.norm(dim=0).clamp_min(1e-300)
         rel = float((res.norm(dim=0) / bnorm).max())
         history, best_val, best_x, bad, stopped = [], float("inf"), x.clone(), 0, ""
-        bar = _bar(self.progress, self.max_iter)
+        bar = _bar(self.progress, self.tol)
         t0, it = time.perf_counter(), 0
         while it < self.max_iter and rel >= self.tol:
             it += 1
@@ -221,5 +221,7 @@ class ConjugateGradient:
         return (best_x if nv else x), history, it, stopped, converged
 
 
-def _bar(progress: bool, total: int):
-    return None if progress is False else bar(total, desc="cg", unit="it", leave=False, progress=progress)
+def _bar(progress: bool, tol: float):
+    """Iterations done, the residual against ``tol`` (no total: CG stops at ``tol``, usually long before
+    ``max_iter``, so a bar to ``max_iter`` would show a false end and ETA)."""
+    return None if progress is False else bar(None, desc=f"cg to {tol:.0e}", unit="it", leave=False, progress=progress)

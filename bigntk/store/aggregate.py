@@ -13,7 +13,7 @@ from typing import Iterator, Optional, Tuple
 
 import numpy as np
 import scipy.sparse as sp
-from tqdm.auto import tqdm
+from ..progress import bar as progress_bar
 
 from .observations import ObservationStore, ObservationWriter, open_store
 
@@ -67,7 +67,8 @@ def iter_pair_buckets(store: ObservationStore, *, weight: Optional[str] = None, 
     n_pairs = len(keys)
     counts_all = np.bincount(pair_of_row, minlength=n_pairs).astype(np.int32)
     n_buckets = -(-n_pairs // per_bucket)
-    bar = tqdm(total=n_buckets * store.n_profiles, disable=not progress, unit="prof", desc="aggregate")
+    passes = f" ({n_buckets} passes over {store.n_profiles} profiles)" if n_buckets > 1 else ""
+    bar = progress_bar(n_buckets * store.n_profiles, desc="aggregate" + passes, unit="prof", progress=progress)
     for b0 in range(0, n_pairs, per_bucket):
         b1 = min(b0 + per_bucket, n_pairs)
         S = np.zeros((b1 - b0, G))

@@ -1,17 +1,19 @@
 """Zarr v3 observation store: profiles × genes float32 plus per-profile labels, appendable in chunks.
 
-Layout (a zarr v3 group, readable with plain ``zarr.open_group``)::
+Layout (a zarr v3 group, readable with plain ``zarr.open_group``; the arrays carry zarr v3
+``dimension_names``, so ``xarray.open_zarr`` opens it as a Dataset with ``profile_ids`` and
+``gene_ids`` as coordinates)::
 
-    expression      (n_profiles, n_genes) float32, chunks (chunk_rows, n_genes)
-    cell            (n_profiles,) int32   code into ``cell_names``
-    drug            (n_profiles,) int32   code into ``drug_names``
-    dose, time      (n_profiles,) float32 (NaN when unknown)
-    replicate       (n_profiles,) int32   (-1 when unknown)
-    profile_ids     (n_profiles,) str     (optional)
-    gene_ids        (n_genes,) str
-    cell_names, drug_names   (n_cells,), (n_drugs,) str vocabularies
-    col_meta/<name> (n_profiles,)  extra per-profile metadata (ingest keeps the source's columns)
-    row_meta/<name> (n_genes,)     extra per-gene metadata
+    expression      (profile, gene) float32, chunks (chunk_rows, n_genes)
+    cell            (profile,) int32   code into ``cell_names``
+    drug            (profile,) int32   code into ``drug_names``
+    dose, time      (profile,) float32 (NaN when unknown)
+    replicate       (profile,) int32   (-1 when unknown)
+    profile_ids     (profile,) str     (optional)
+    gene_ids        (gene,) str
+    cell_names, drug_names   (cell_names,), (drug_names,) str vocabularies (their own index coordinates)
+    col_meta/<name> (profile,)  extra per-profile metadata (ingest keeps the source's columns)
+    row_meta/<name> (gene,)     extra per-gene metadata
 
 Group attributes: ``format`` = "bigntk-observations", ``format_version``, ``n_genes``,
 ``committed_rows`` (rows whose chunk was written completely), ``complete`` (the writer closed
@@ -39,6 +41,9 @@ FORMAT_VERSION = 1
 
 _PROFILE_ARRAYS = {"cell": ("int32", -1), "drug": ("int32", -1), "dose": ("float32", np.nan),
                    "time": ("float32", np.nan), "replicate": ("int32", -1)}
+#: dimension names of the arrays (per-profile arrays and col_meta: "profile"; row_meta: "gene")
+DIMS = {"expression": ("profile", "gene"), "gene_ids": ("gene",), "cell_names": ("cell_names",),
+        "drug_names": ("drug_names",), **{k: ("profile",) for k in [*_PROFILE_ARRAYS, "profile_ids"]}}
 
 
 class StoreFormatError(ValueError):
@@ -56,9 +61,13 @@ def default_chunk_rows(n_genes: int, target_mb: float = 32.0) -> int:
 
 def _str_array(group: zarr.Group, name: str, values: Sequence[str]) -> None:
     vals = np.asarray([str(v) for v in values], dtype=str) if len(values) else np.zeros(0, dtype=str)
-    arr = group.create_array(name, shape=(len(vals),), dtype=str, chunks=(max(len(vals), 1),), overwrite=True)
-    if len(vals):
-        arr[:] = vals
+    persist.create_array(group, name, vals, dims=DIMS[name], chunks=(max(len(vals), 1),))
+
+
+def _coordinates(with_profile_ids: bool, per: str) -> dict:
+    """The CF ``coordinates`` attribute that makes xarray attach the id arrays to an array of ``per``."""
+    ids = (["profile_ids"] if with_profile_ids else []) + (["gene_ids"] if per == "expression" else [])
+    return {"coordinates": " ".join(ids)} if ids else {}
 
 
 def _to_str(a: np.ndarray) -> np.ndarray:
@@ -104,12 +113,14 @@ class ObservationWriter:
         g = zarr.open_group(str(path), mode="w", zarr_format=3)
         g.attrs.update({"format": FORMAT, "format_version": FORMAT_VERSION, "n_genes": n_genes,
                         "committed_rows": 0, "complete": False, "provenance": dict(provenance or {})})
-        g.create_array("expression", shape=(0, n_genes), dtype="float32", chunks=(rows, n_genes),
-                       fill_value=np.nan)
+        persist.create_array(g, "expression", shape=(0, n_genes), dtype="float32", chunks=(rows, n_genes),
+                             fill_value=np.nan, dims=DIMS["expression"],
+                             attrs=_coordinates(with_profile_ids, "expression"))
         for name, (dt, fill) in _PROFILE_ARRAYS.items():
-            g.create_array(name, shape=(0,), dtype=dt, chunks=(rows,), fill_value=fill)
+            persist.create_array(g, name, shape=(0,), dtype=dt, chunks=(rows,), fill_value=fill, dims=DIMS[name],
+                                 attrs=_coordinates(with_profile_ids, name))
         if with_profile_ids:
-            g.create_array("profile_ids", shape=(0,), dtype=str, chunks=(rows,))
+            persist.create_array(g, "profile_ids", shape=(0,), dtype=str, chunks=(rows,), dims=DIMS["profile_ids"])
         _str_array(g, "gene_ids", gene_ids)
         _str_array(g, "cell_names", cell_names)
         _str_array(g, "drug_names", drug_names)
@@ -118,8 +129,7 @@ class ObservationWriter:
             v = _meta_dtype(v)
             if len(v) != n_genes:
                 raise ValueError(f"row_meta[{k!r}] has {len(v)} values for {n_genes} genes")
-            a = rm.create_array(k, shape=v.shape, dtype=v.dtype if v.dtype.kind != "U" else str, chunks=(n_genes,))
-            a[:] = v
+            persist.create_array(rm, k, v, dims=("gene",), chunks=(n_genes,))
         g.require_group("col_meta")
         return cls(g)
 
@@ -194,8 +204,8 @@ class ObservationWriter:
             if name not in cm:
                 if start:
                     raise ValueError(f"col_meta[{name!r}] first given after {start} rows")
-                cm.create_array(name, shape=(stop,), dtype=v.dtype if v.dtype.kind != "U" else str,
-                                chunks=(self.chunk_rows,))
+                persist.create_array(cm, name, shape=(stop,), dtype=v.dtype if v.dtype.kind != "U" else str,
+                                     chunks=(self.chunk_rows,), dims=("profile",))
             cm[name][start:stop] = v
         for kind in ("cell", "drug"):
             if self._vocab_dirty[kind]:

@@ -2,8 +2,8 @@
 
 Modules: :mod:`.ingest` (GCTX/GCT → store), :mod:`.synth` (CMap-shaped generator), :mod:`.cv` (protocol
 and metrics), :mod:`.impute` (every unmeasured pair → a resumable predictions store) and :mod:`.export`
-(predictions → GCTX). The store lives in :mod:`bigntk.store`, the CMap priors in :mod:`bigntk.priors.cmap`, the
-baselines in :mod:`bigntk.baselines`.
+(predictions → GCTX); :mod:`.demo` is the CMap part of ``bigntk demo``. The store lives in
+:mod:`bigntk.store`, the CMap priors in :mod:`bigntk.priors.cmap`, the baselines in :mod:`bigntk.baselines`.
 """
 from .cv import CVSettings, cross_validate, markdown_table, paired_test, profile_metrics
 from .export import export_gctx

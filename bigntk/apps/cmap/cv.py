@@ -21,10 +21,10 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 from scipy import stats
-from tqdm.auto import tqdm
 
 from ...backend import memory_budget
 from ...baselines import make_baseline
+from ...progress import bar as progress_bar
 from ...store import PairTable
 from .priors import split_prior
 
@@ -76,15 +76,27 @@ def profile_metrics(P: np.ndarray, Y: np.ndarray) -> Dict[str, float]:
 
 
 # -- splits -----------------------------------------------------------------------------------------
-def eligible(table: PairTable, settings: CVSettings) -> Tuple[PairTable, int]:
-    """Drop lines with fewer than ``min_drugs`` pairs; returns (table, reference code)."""
+def _eligible_mask(table: PairTable, settings: CVSettings) -> Tuple[np.ndarray, int]:
+    """(pairs kept: lines with at least ``min_drugs`` pairs and the reference line, reference code)."""
     counts = np.bincount(table.cell, minlength=len(table.cell_names))
     keep = counts[table.cell] >= settings.min_drugs
     ref = int(np.argmax(counts)) if settings.reference is None else int(settings.reference)
     if counts[ref] == 0:
         raise ValueError(f"the reference line (code {ref}) has no profiles")
-    keep |= table.cell == ref
+    return keep | (table.cell == ref), ref
+
+
+def eligible(table: PairTable, settings: CVSettings) -> Tuple[PairTable, int]:
+    """Drop lines with fewer than ``min_drugs`` pairs; returns (table, reference code)."""
+    keep, ref = _eligible_mask(table, settings)
     return table.subset(np.nonzero(keep)[0]), ref
+
+
+def report_settings(table: PairTable, settings: CVSettings, method: str) -> Dict[str, Any]:
+    """The ``settings`` record of a report: the CV settings and what they select from ``table``."""
+    keep, ref = _eligible_mask(table, settings)
+    return {**asdict(settings), "reference": ref, "reference_name": str(table.cell_names[ref]),
+            "n_pairs": int(keep.sum()), "n_lines": int(np.unique(table.cell[keep]).size), "method": method}
 
 
 def iter_splits(table: PairTable, ref: int, s: CVSettings) -> Iterator[Tuple[Tuple[int, int], int, np.ndarray, np.ndarray]]:
@@ -167,59 +179,85 @@ def _predictor(method: str, table: PairTable, ref: int, s: CVSettings) -> Tuple[
 
 
 # -- the protocol -----------------------------------------------------------------------------------
-def cross_validate(table: PairTable, method: str, settings: Optional[CVSettings] = None, *,
-                   progress: bool = True) -> Dict[str, Any]:
-    """Run the protocol for one method; returns the JSON-ready report (keys in REPORT_KEYS)."""
-    s = settings or CVSettings()
-    if not np.isfinite(table.Y).all():
-        raise ValueError("aggregated profiles contain NaN; impute or drop genes with missing values first")
-    t0 = time.perf_counter()
-    data, ref = eligible(table, s)
-    n_cell_drugs = np.bincount(data.cell, minlength=len(data.cell_names))
-    preds: Dict[Tuple[int, int], List[Tuple[np.ndarray, np.ndarray, str]]] = {}
+#: one held-out split's predictions: (round, fold), line code, predictions, truth, regime
+_Split = Tuple[Tuple[int, int], int, np.ndarray, np.ndarray, str]
+
+
+def _held_out(data: PairTable, ref: int, method: str, s: CVSettings, progress: bool) -> Tuple[List[_Split], str]:
+    """Predict every split's test pairs; returns (splits, mode)."""
     splits = list(iter_splits(data, ref, s))
     if not splits:
         raise ValueError("no evaluation split: need a non-reference line with at least min_drugs drugs")
     predictor, mode = _predictor(method, data, ref, s)
     if mode == "fold-out":
         splits.sort(key=lambda split: split[1])  # line after line: the fold-out state is per line
-    for key, c, test, train in tqdm(splits, disable=not progress, desc=f"cv {method}"):
+    out: List[_Split] = []
+    for key, c, test, train in progress_bar(len(splits), iterable=splits, desc=f"cv {method}", unit="split",
+                                          progress=progress):
         n_train_c = int((data.cell[train] == c).sum())
         regime = "sparse" if (s.sparse_drugs is not None or n_train_c < s.dense_threshold) else "dense"
-        P = predictor(c, test, train)
-        preds.setdefault(key, []).append((P, data.Y[test], regime))
-    all_P = np.concatenate([p for v in preds.values() for p, _, _ in v])
-    all_Y = np.concatenate([y for v in preds.values() for _, y, _ in v])
+        out.append((key, c, predictor(c, test, train), data.Y[test], regime))
+    return out, mode
+
+
+def _pooled(splits: List[_Split], keep: Callable[[_Split], bool]) -> Dict[str, float]:
+    chosen = [sp for sp in splits if keep(sp)]
+    return profile_metrics(np.concatenate([sp[2] for sp in chosen]), np.concatenate([sp[3] for sp in chosen]))
+
+
+def _metrics(splits: List[_Split], cell_names: np.ndarray) -> Dict[str, Any]:
+    """Overall, per regime, per fold (round, fold) and per line (its name) metrics of the splits."""
+    report: Dict[str, Any] = dict(_pooled(splits, lambda sp: True))
+    report["per_regime"] = {reg: _pooled(splits, lambda sp, reg=reg: sp[4] == reg)
+                            for reg in ("sparse", "dense") if any(sp[4] == reg for sp in splits)}
+    report["per_fold"] = [{"round": k[0], "fold": k[1], **_pooled(splits, lambda sp, k=k: sp[0] == k)}
+                          for k in sorted({sp[0] for sp in splits})]
+    report["per_line"] = {str(cell_names[c]): _pooled(splits, lambda sp, c=c: sp[1] == c)
+                          for c in sorted({sp[1] for sp in splits})}
+    return report
+
+
+def cross_validate(table: PairTable, method: str, settings: Optional[CVSettings] = None, *,
+                   progress: bool = True, return_predictions: bool = False) -> Any:
+    """Run the protocol for one method; returns the JSON-ready report (keys in REPORT_KEYS, and
+    ``per_line``: the metrics of each evaluated line, by name).
+
+    ``return_predictions=True`` returns ``(report, predictions)`` with ``predictions`` = {"line": (n,)
+    line names, "predicted": (n, G), "measured": (n, G)} over the n held-out profiles (for figures).
+    """
+    s = settings or CVSettings()
+    if not np.isfinite(table.Y).all():
+        raise ValueError("aggregated profiles contain NaN; impute or drop genes with missing values first")
+    t0 = time.perf_counter()
+    data, ref = eligible(table, s)
+    splits, mode = _held_out(data, ref, method, s, progress)
     report: Dict[str, Any] = {"method": method if method != "ntk" else f"ntk[{s.prior}]"}
-    report.update(profile_metrics(all_P, all_Y))
-    per_regime = {}
-    for reg in ("sparse", "dense"):
-        Ps = [p for v in preds.values() for p, _, g in v if g == reg]
-        if Ps:
-            Ys = [y for v in preds.values() for _, y, g in v if g == reg]
-            per_regime[reg] = profile_metrics(np.concatenate(Ps), np.concatenate(Ys))
-    report["per_regime"] = per_regime
-    report["per_fold"] = [{"round": k[0], "fold": k[1], **profile_metrics(np.concatenate([p for p, _, _ in v]),
-                                                                          np.concatenate([y for _, y, _ in v]))}
-                          for k, v in sorted(preds.items())]
-    st = asdict(s)
-    st.update(reference=ref, reference_name=str(data.cell_names[ref]), n_pairs=int(data.n_pairs),
-              n_lines=int((n_cell_drugs > 0).sum()), method=method)
-    report["settings"] = st
+    report.update(_metrics(splits, data.cell_names))
+    report["settings"] = report_settings(table, s, method)
     report["cv_mode"] = mode
     report["time_s"] = time.perf_counter() - t0
-    return report
+    if not return_predictions:
+        return report
+    line = np.concatenate([np.full(sp[2].shape[0], str(data.cell_names[sp[1]])) for sp in splits])
+    return report, {"line": line, "predicted": np.concatenate([sp[2] for sp in splits]),
+                    "measured": np.concatenate([sp[3] for sp in splits])}
+
+
+#: settings two reports must share for their folds to be the same splits
+SPLIT_KEYS = ("scheme", "folds", "rounds", "seed", "min_drugs", "sparse_drugs", "max_cells", "reference", "n_pairs")
+
+
+def check_comparable(a: Dict[str, Any], b: Dict[str, Any]) -> None:
+    """Refuse (``ValueError``) two ``settings`` records whose splits differ (:data:`SPLIT_KEYS`)."""
+    differ = [k for k in SPLIT_KEYS if a.get(k) != b.get(k)]
+    if differ:
+        raise ValueError("the reports' splits differ (" + ", ".join(f"{k}: {a.get(k)!r} vs {b.get(k)!r}"
+                                                          for k in differ) + "); rerun with the same settings")
 
 
 def paired_test(a: Dict[str, Any], b: Dict[str, Any], metric: str = "mean_r2") -> Dict[str, Any]:
     """Paired t-test (scipy.stats.ttest_rel) of a − b over the folds both reports share."""
-    split_keys = ("scheme", "folds", "rounds", "seed", "min_drugs", "sparse_drugs", "max_cells", "reference",
-                  "n_pairs")
-    sa, sb = a.get("settings", {}), b.get("settings", {})
-    differ = [k for k in split_keys if sa.get(k) != sb.get(k)]
-    if differ:
-        raise ValueError("the reports' splits differ (" + ", ".join(f"{k}: {sa.get(k)!r} vs {sb.get(k)!r}"
-                                                          for k in differ) + "); rerun with the same settings")
+    check_comparable(a.get("settings", {}), b.get("settings", {}))
     fa = {(f["round"], f["fold"]): f[metric] for f in a["per_fold"]}
     fb = {(f["round"], f["fold"]): f[metric] for f in b["per_fold"]}
     keys = sorted(k for k in fa.keys() & fb.keys() if np.isfinite(fa[k]) and np.isfinite(fb[k]))

@@ -15,8 +15,8 @@ from typing import Dict, Iterator, List, Tuple
 
 import h5py
 import numpy as np
-from tqdm.auto import tqdm
 
+from ...progress import bar as progress_bar
 from ...store import ObservationWriter, open_store, ObservationStore
 
 NULL_VALUE = -666.0
@@ -139,7 +139,7 @@ def read_gct(path: str | Path, *, progress: bool = True):
         X = np.empty((n_cols, n_rows), dtype=np.float32)
         row_ids: List[str] = []
         rmeta: List[List[str]] = [[] for _ in row_fields]
-        for i in tqdm(range(n_rows), disable=not progress, desc="gct", unit="gene"):
+        for i in progress_bar(n_rows, iterable=range(n_rows), desc="gct", unit="gene", progress=progress):
             parts = fh.readline().rstrip("\n").split("\t")
             if len(parts) != 1 + n_rdesc + n_cols:
                 raise ValueError(f"{path}: data line {i + 1} has {len(parts)} fields, expected {1 + n_rdesc + n_cols}")

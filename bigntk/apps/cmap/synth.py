@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-from tqdm.auto import tqdm
 
+from ...progress import bar as progress_bar
 from ...store import ObservationStore, ObservationWriter, default_chunk_rows, open_store
 
 DOSES_UM = np.array([0.04, 0.12, 0.37, 1.11, 3.33, 10.0], dtype=np.float32)
@@ -124,7 +124,7 @@ def synthesize(store: str | Path, cfg: Optional[SynthConfig] = None, *, chunk_ro
                                  cell_names=[f"cell{i:03d}" for i in range(cfg.cells)],
                                  drug_names=[f"drug{i:05d}" for i in range(cfg.drugs)],
                                  chunk_rows=rows, provenance=prov, overwrite=overwrite)
-    with w, tqdm(total=cfg.profiles, disable=not progress, unit="prof", desc="synth") as bar:
+    with w, progress_bar(cfg.profiles, desc="synth", unit="prof", progress=progress) as bar:
         for s in range(0, cfg.profiles, rows):
             p = pair_of_profile[s:s + rows]
             crng = np.random.default_rng([cfg.seed, s])  # per-chunk stream: reproducible, restartable

@@ -243,7 +243,7 @@ def stream_blocks(
     starts = [y0 for y0 in range(0, P, b) if not skip(y0)]
     make = _block_maker(arch, shape, prior, vals, dev, dt, b, use_window)
     desc = f"CNTK {shape[0]}x{shape[1]} P={P}"
-    return _run_blocks(make, sink, starts, workers, tqdm_kw={"desc": desc, "unit": "block", "disable": not progress})
+    return _run_blocks(make, sink, starts, workers, desc=desc, progress=progress)
 
 
 def _block_maker(arch: Serial, shape, prior, vals, dev, dt, b: int, use_window: bool) -> Callable[[int], torch.Tensor]:
@@ -257,12 +257,12 @@ def _block_maker(arch: Serial, shape, prior, vals, dev, dt, b: int, use_window: 
 
 
 def _run_blocks(make: Callable[[int], torch.Tensor], sink: Callable, starts: Sequence[int], workers: int,
-                tqdm_kw: dict) -> list:
+                desc: str, progress: bool) -> list:
     """sink(y0, make(y0)) for every start, on ``workers`` Dask threads, with a progress bar."""
     import dask
-    from tqdm.auto import tqdm
+    from ...progress import bar as progress_bar
 
-    bar = tqdm(total=len(starts), **tqdm_kw)
+    bar = progress_bar(len(starts), desc=desc, unit="block", progress=progress)
     lock = threading.Lock()
 
     def task(y0):

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ....backend import resolve_device, to_numpy
 from ....kernels.cntk import Serial, dip
+from ....progress import bar as progress_bar
 
 __all__ = ["fill"]
 
@@ -47,7 +47,7 @@ def fill(image: np.ndarray, observed: np.ndarray, *, levels: int = 6, arch: Seri
     m = torch.as_tensor(observed, dtype=torch.float32)[None, None].to(dev)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     losses = []
-    bar = tqdm(range(iterations), desc="dip", disable=not progress, leave=False)
+    bar = progress_bar(iterations, iterable=range(iterations), desc="dip", unit="step", progress=progress, leave=False)
     for _ in bar:
         opt.zero_grad(set_to_none=True)
         loss = ((net(z) - y) ** 2 * m).sum() / (m.sum() * C)
