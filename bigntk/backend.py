@@ -207,10 +207,14 @@ def _check_threads(threads: Any) -> int:
 
 
 def set_threads(threads: int | None = None) -> int:
-    """Set torch's CPU threads (``None``: :func:`default_threads`); returns the number set."""
+    """Set the CPU threads of torch and of the BLAS / OpenMP pools numpy and scipy use (``None``:
+    :func:`default_threads`); returns the number set."""
     t = default_threads() if threads is None else _check_threads(threads)
     if torch.get_num_threads() != t:
         torch.set_num_threads(t)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(t)  # stays in force: a limit, not a context
     return t
 
 

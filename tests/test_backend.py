@@ -63,3 +63,18 @@ def test_cupy_input_via_dlpack():
     x = cp.arange(4, dtype=cp.float32)
     t = backend.to_tensor(x, device="cuda")
     assert t.is_cuda and t.tolist() == [0.0, 1.0, 2.0, 3.0]
+
+
+def test_set_threads_limits_torch_and_the_numpy_blas():
+    import torch
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from bigntk.backend import set_threads
+
+    before_torch = torch.get_num_threads()
+    with threadpool_limits(None):  # restores every pool's own setting afterwards
+        assert set_threads(1) == 1
+        assert torch.get_num_threads() == 1
+        pools = [p for p in threadpool_info() if p["user_api"] == "blas"]
+        assert pools and all(p["num_threads"] == 1 for p in pools)
+    torch.set_num_threads(before_torch)

@@ -63,8 +63,7 @@ def _leaves(parser, path=("bigntk",)):
 
 
 #: commands that compute nothing (they list, print or plot what is stored) or only stream numpy/h5py I/O
-NO_COMPUTE = {"cache list", "cache clean", "kernel info", "kernel heatmap", "cmap ingest", "cmap synth",
-              "cmap aggregate"}
+NO_COMPUTE = {"cache list", "cache clean", "kernel info", "kernel heatmap"}
 NO_BARS = {"cache list", "cache clean", "kernel info", "kernel heatmap"}
 
 

@@ -68,15 +68,25 @@ def add_compute_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--memory-budget", type=_budget, default=None, metavar="SIZE",
                    help="memory one streamed computation may hold, e.g. 4GB or 512MiB (default: "
                         "$BIGNTK_MEMORY_BUDGET, else a quarter of free memory, at most 2 GiB on the CPU)")
-    g.add_argument("--threads", type=_threads, default=None,
-                   help="torch CPU threads (default: $BIGNTK_THREADS, else the cores not busy with other work)")
+    add_threads_arg(g)
+
+
+def add_threads_arg(parser: argparse.ArgumentParser | Any) -> None:
+    """--threads alone (commands that compute with numpy / scipy but not torch)."""
+    parser.add_argument("--threads", type=_threads, default=None,
+                        help="CPU threads for torch and the BLAS of numpy / scipy (default: $BIGNTK_THREADS, "
+                             "else the cores not busy with other work)")
+
+
+def apply_threads(args: argparse.Namespace) -> None:
+    from ..backend import set_threads
+
+    set_threads(getattr(args, "threads", None))
 
 
 def compute_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """Apply --threads and return device / dtype / memory_budget for the library call."""
-    from ..backend import set_threads
-
-    set_threads(getattr(args, "threads", None))
+    apply_threads(args)
     return {"device": args.device, "dtype": args.dtype, "memory_budget": getattr(args, "memory_budget", None)}
 
 

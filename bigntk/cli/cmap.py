@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ._common import SOLVER_CHOICES, add_compute_args, compute_kwargs
+from ._common import SOLVER_CHOICES, add_compute_args, add_threads_arg, apply_threads, compute_kwargs
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("cmap", help="CMap L1000: ingest GCT(X), synthesise, cross-validate, impute",
@@ -33,6 +33,7 @@ def _register_data(sub) -> None:
     a.add_argument("--drug-field", default="pert_id", help="column metadata field naming the drug (e.g. pert_iname)")
     a.add_argument("--overwrite", action="store_true", help="replace an existing store")
     a.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_threads_arg(a)
     a.set_defaults(func=_ingest)
 
     s = sub.add_parser("synth", help="generate CMap-shaped data into a store (streamed)",
@@ -49,6 +50,7 @@ def _register_data(sub) -> None:
     s.add_argument("--seed", type=int, default=0, help="generator seed")
     s.add_argument("--overwrite", action="store_true", help="replace an existing store")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_threads_arg(s)
     s.set_defaults(func=_synth)
 
     g = sub.add_parser("aggregate", help="one profile per (cell, drug) into a new store (streamed)",
@@ -60,6 +62,7 @@ def _register_data(sub) -> None:
     g.add_argument("--max-mb", type=float, default=512, help="memory for the streamed reduction, MB")
     g.add_argument("--overwrite", action="store_true", help="replace an existing store")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_threads_arg(g)
     g.set_defaults(func=_aggregate)
 
 
@@ -138,6 +141,7 @@ def _register_impute(sub) -> None:
 
 
 def _ingest(args) -> int:
+    apply_threads(args)
     from ..apps.cmap.ingest import ingest
 
     st = ingest(args.file, args.store, landmark_only=args.landmark_only, cell_field=args.cell_field,
@@ -147,6 +151,7 @@ def _ingest(args) -> int:
 
 
 def _synth(args) -> int:
+    apply_threads(args)
     from ..apps.cmap.synth import synthesize
 
     st = synthesize(args.store, profiles=args.profiles, cells=args.cells, drugs=args.drugs, genes=args.genes,
@@ -157,6 +162,7 @@ def _synth(args) -> int:
 
 
 def _aggregate(args) -> int:
+    apply_threads(args)
     from ..store import aggregate_to_store
 
     st = aggregate_to_store(args.store, args.out, weight=args.weight, max_bytes=args.max_mb * 2**20,
