@@ -2,6 +2,7 @@
 
 Sections (each optional, pick with --only):
   tiles     kernel entries/s of the NTK tile builder vs a plain torch.mm of the same output size
+  roofline  float32 / float64 GEMM rate and copy bandwidth of this machine (the tile's ceilings)
   ntk       time-to-accuracy, direct vs EigenPro vs CG, NTK regression (n train, labels from a random ReLU net);
             one EigenPro run of max(--ntk-epochs) epochs measured after every epoch (test error, difference to direct)
   ntk_curve EigenPro test error vs wall time at --ntk-n (e.g. 100k, where nothing n × n fits),
@@ -90,6 +91,24 @@ def bench_tiles(size=4096, ps=(20, 64), depths=(1, 3)):
             print(f"tiles p={p} depth={depth}: NTK tile {size}² {t_tile:.3f}s ({res['ntk_entries_per_s']:.3g}/s); "
                   f"torch.mm same output {t_mm:.4f}s (float64 {t_mm64:.4f}s); ratio {res['ratio_tile_vs_mm']:.1f}×")
     return out
+
+
+def bench_roofline(size=2048, stream_mb=512):
+    """This machine's ceilings on the current thread count: float32 / float64 GEMM rate and the memory
+    bandwidth of a large copy (read + write), the two roofs a kernel tile sits under."""
+    A, B = torch.randn(size, size), torch.randn(size, size)
+    A64, B64 = A.double(), B.double()
+    flop = 2 * size**3
+    t32 = _best_of(lambda: torch.mm(A, B), 3)
+    t64 = _best_of(lambda: torch.mm(A64, B64), 3)
+    src = torch.empty(stream_mb * 2**20 // 4)
+    dst = torch.empty_like(src)
+    tcp = _best_of(lambda: dst.copy_(src), 3)
+    res = {"threads": torch.get_num_threads(), "sgemm_gflops": flop / t32 / 1e9, "dgemm_gflops": flop / t64 / 1e9,
+           "copy_gb_s": 2 * src.numel() * 4 / tcp / 1e9}
+    print(f"roofline ({res['threads']} threads): float32 GEMM {res['sgemm_gflops']:.1f} GFLOP/s, float64 "
+          f"{res['dgemm_gflops']:.1f} GFLOP/s, copy {res['copy_gb_s']:.1f} GB/s (read + write)")
+    return res
 
 
 class EpochMonitor:
@@ -430,7 +449,7 @@ def main():
     machine = {"cpus": torch.get_num_threads(), "cuda": torch.cuda.is_available(),
                "torch": torch.__version__, "load_avg_1m": os.getloadavg()[0]}
     for name in args.only:
-        fn = {"tiles": bench_tiles,
+        fn = {"tiles": bench_tiles, "roofline": bench_roofline,
               "ntk": lambda: bench_ntk(args.ntk_n, epochs=tuple(args.ntk_epochs), cg=not args.skip_cg),
               "stream": lambda: bench_stream(steps=args.stream_steps),
               "ntk_curve": lambda: bench_ntk_curve(args.ntk_n, epochs=max(args.ntk_epochs)),
