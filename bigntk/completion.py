@@ -117,12 +117,22 @@ class NTKCompleter(BaseEstimator):
         return ntk_operator(prior, device=c.device, memory_budget=c.memory_budget, **kw)
 
     # -- fit ----------------------------------------------------------------------------------
-    def fit(self, Y: Any, mask: Any = None) -> "NTKCompleter":
+    def fit(self, Y: Any, mask: Any = None, *, dual_coef_init: Any = None) -> "NTKCompleter":
         """Fit on an (m × n) matrix ``Y``; ``mask`` (m × n bool, True = observed) defaults to the
-        finite entries of Y. NaN is allowed only where ``mask`` is False. Returns ``self``."""
+        finite entries of Y. NaN is allowed only where ``mask`` is False. Returns ``self``.
+
+        ``dual_coef_init`` (n × m, optional): a warm start for the iterative solver — the weights of a
+        related fit, e.g. another estimator's :attr:`dual_coef_` over the same columns (its entries at
+        observed (column, row) positions are used; a direct solve does not need one).
+        """
         Y, mask = check_matrix_and_mask(Y, mask)
         prior = self._check_params(Y.shape[1])
         check_representable(Y[mask], self.compute_.dtype)
+        self._init = None
+        if dual_coef_init is not None:
+            self._init = np.asarray(dual_coef_init, dtype=np.float32)
+            if self._init.shape != Y.T.shape:
+                raise ValueError(f"dual_coef_init must have shape (n, m) = {Y.T.shape}, got {self._init.shape}")
         self.operator_ = self._operator(prior)
         self.Y_, self.mask_ = Y, mask
         self.n_rows_, self.n_columns_ = Y.shape
@@ -192,9 +202,22 @@ class NTKCompleter(BaseEstimator):
             options["checkpoint"] = str(Path(options["checkpoint"]) / f"set-{tag}")
             if solver != "eigenpro":
                 options.pop("checkpoint")  # only EigenPro checkpoints; CG restarts cheaply
-        res = solve(self.operator_.restrict(cols), self._targets(rows, backend.to_numpy(cols)), solver,
-                    ridge=float(self.ridge), **options)
+        c = backend.to_numpy(cols)
+        if self._init is not None and solver == "eigenpro":
+            options["alpha0"] = self._init[np.ix_(c, rows)]
+        res = solve(self.operator_.restrict(cols), self._targets(rows, c), solver, ridge=float(self.ridge),
+                    **options)
         return _PatternFit(rows, cols, res.alpha.to(self.compute_.dtype))
+
+    @property
+    def dual_coef_(self) -> np.ndarray:
+        """(n, m) float32 fitted weights α[column, row] (0 where the entry was not observed); the
+        prediction of row i is K[:, S_i] α[S_i, i] over its observed columns S_i."""
+        self._check_fitted()
+        out = np.zeros((self.n_columns_, self.n_rows_), dtype=np.float32)
+        for f in self.fits_:
+            out[np.ix_(backend.to_numpy(f.cols), f.rows)] = backend.to_numpy(f.alpha.float())
+        return out
 
     # -- predict ------------------------------------------------------------------------------
     def _check_fitted(self) -> None:
@@ -262,6 +285,7 @@ def complete(Y: Any, mask: Any, prior: Any, *, depth: int = 1, activation: str =
     no observation are 0 (with a warning). See :class:`NTKCompleter` for the parameters (estimator
     parameters and solver options may both be passed as keywords).
     """
+    init = kwargs.pop("dual_coef_init", None)
     est = NTKCompleter(prior, depth=depth, activation=activation, negative_slope=negative_slope, ridge=ridge,
                        nugget=nugget, solver=solver, device=device, dtype=dtype, **kwargs)
-    return est.fit_transform(Y, mask)
+    return est.fit(Y, mask, dual_coef_init=init).transform()

@@ -463,3 +463,16 @@ def test_eigenpro_setup_subsample_fits_the_memory_budget():
         est.fit(op, Y)
     s = est.params_["subsample_size"]
     assert s == 700 and SETUP_BYTES_PER_ENTRY * s**2 <= budget
+
+
+def test_eigenpro_warm_start_from_a_solution_stays_there():
+    K, Y = ntk_problem(300, seed=4)
+    op = DenseOperator(K, device="cpu", dtype="float64")
+    exact = solve(op, Y, "direct").alpha
+    res = solve(op, Y, "eigenpro", alpha0=exact, epochs=2, seed=0, progress=False)
+    assert res.history[0]["train_rel_mse"] < 1e-10  # a cold start begins at 1
+    torch.testing.assert_close(res.alpha, exact, rtol=1e-5, atol=1e-6 * float(exact.abs().max()))
+    with pytest.raises(ValueError, match="shape"):
+        EigenPro(epochs=1, progress=False).fit(op, Y, alpha0=exact[:, :1])
+    with pytest.raises(ValueError, match="warm start"):
+        solve(op, Y, "cg", alpha0=exact)

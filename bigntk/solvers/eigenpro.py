@@ -215,12 +215,12 @@ class EigenPro:
         self.full_batch = full_batch
 
     # ------------------------------------------------------------------ helpers
-    def _config(self, op: KernelOperator, Y: np.ndarray) -> str:
+    def _config(self, op: KernelOperator, *arrays: np.ndarray) -> str:
         cfg = {k: getattr(self, k) for k in ("epochs", "subsample_size", "top_q", "batch_size", "step_size",
                                              "max_batch", "ridge", "seed", "tol", "val_fraction", "patience",
                                              "full_batch")}
         cfg.update(solver="eigenpro", n=op.n, operator=op.fingerprint(), dtype=str(op.dtype))
-        return config_hash(cfg, Y)
+        return config_hash(cfg, *arrays)
 
     def _split(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         if self.val_fraction <= 0:
@@ -339,16 +339,24 @@ class EigenPro:
         return op.matmul(g, rows=S, cols=B)
 
     # ------------------------------------------------------------------ fit
-    def fit(self, operator: KernelOperator, Y: Any) -> SolveResult:
+    def fit(self, operator: KernelOperator, Y: Any, *, alpha0: Any = None) -> SolveResult:
         """Run EigenPro on ``operator`` (n points) with targets ``Y`` ((n,) or (n, l)).
 
+        ``alpha0`` ((n,) or (n, l), optional) starts the iteration from these weights instead of zero
+        (a warm start, e.g. a fit on more points; the stopping rules are the same).
         Returns a :class:`~bigntk.solvers.SolveResult` (``params``: q, batch, step, spectrum figures).
         """
         op, dev = operator, operator.device
         Yt = _check_targets(Y, op)
-        chash = self._config(op, backend.to_numpy(Yt)) if self.checkpoint else ""
+        a0 = None if alpha0 is None else _check_targets(alpha0, op)
+        if a0 is not None and a0.shape != Yt.shape:
+            raise ValueError(f"alpha0 must have the shape of Y {tuple(Yt.shape)}, got {tuple(a0.shape)}")
+        arrays = [backend.to_numpy(Yt)] + ([] if a0 is None else [backend.to_numpy(a0)])
+        chash = self._config(op, *arrays) if self.checkpoint else ""
         train, val = self._split(op.n)
         st = self._restore(op, chash, train, val, Yt.shape[1])
+        if a0 is not None and st.global_step == 0:
+            st.a.copy_(a0[train.to(dev)])
         self.params_ = dict(st.setup["params"])  # available during the fit too (callbacks, interrupted runs)
         loop = _Loop(op, self, st, train.to(dev), val.to(dev), Yt, chash)
         loop.run()

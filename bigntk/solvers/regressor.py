@@ -52,7 +52,7 @@ def _direct(op: KernelOperator, Y: torch.Tensor, ridge: float) -> SolveResult:
 
 
 def solve(operator: KernelOperator, Y: Any, solver: str = "auto", *, ridge: float = 0.0,
-          direct_max: int | None = None, **options: Any) -> SolveResult:
+          direct_max: int | None = None, alpha0: Any = None, **options: Any) -> SolveResult:
     """Solve (K + ridge·I) α = Y on a kernel operator.
 
     Parameters
@@ -61,6 +61,8 @@ def solve(operator: KernelOperator, Y: Any, solver: str = "auto", *, ridge: floa
     Y : (n,) or (n, l) targets.
     solver : "auto" (``bigntk.solvers.policy``), "direct", "eigenpro" or "cg".
     direct_max : override the ``auto`` direct/iterative threshold.
+    alpha0 : (n,) or (n, l) initial weights for EigenPro (a warm start); the direct solve is exact and
+        does not need one (ignored), CG does not take one.
     options : passed to :class:`~bigntk.solvers.EigenPro` (epochs, seed, checkpoint, …) or
         :class:`~bigntk.solvers.ConjugateGradient` (max_iter, tol, preconditioner, …); a name the
         chosen solver does not take is an error.
@@ -80,7 +82,10 @@ def solve(operator: KernelOperator, Y: Any, solver: str = "auto", *, ridge: floa
         result = _direct(operator, Y2, ridge)
     else:
         cls = _ITERATIVE[name]
-        result = cls(ridge=ridge, **resolve_options(cls, options, name)).fit(operator, Y2)
+        est = cls(ridge=ridge, **resolve_options(cls, options, name))
+        if alpha0 is not None and name != "eigenpro":
+            raise ValueError(f"a warm start (alpha0) is taken by the eigenpro solver, not {name!r}")
+        result = est.fit(operator, Y2) if alpha0 is None else est.fit(operator, Y2, alpha0=alpha0)
     if Yt.ndim == 1:
         result.alpha = result.alpha[:, 0]
     return result

@@ -135,8 +135,12 @@ def _sparsify(table: PairTable, train: np.ndarray, c: int, s: CVSettings, seed) 
 
 
 # -- methods ----------------------------------------------------------------------------------------
-def ntk_predict(table: PairTable, train: np.ndarray, test: np.ndarray, ref: int, s: CVSettings) -> np.ndarray:
-    """NTK completion of the test pairs refitted on the training pairs (bigntk.complete on genes × pairs)."""
+def ntk_predict(table: PairTable, train: np.ndarray, test: np.ndarray, ref: int, s: CVSettings,
+                warm: Optional[np.ndarray] = None) -> np.ndarray:
+    """NTK completion of the test pairs refitted on the training pairs (bigntk.complete on genes × pairs).
+
+    ``warm`` (n_pairs, G): weights of the all-pairs fit, the iterative solver's start (:func:`all_pairs_fit`).
+    """
     from ...completion import complete
 
     cols = np.concatenate([train, test])
@@ -146,9 +150,29 @@ def ntk_predict(table: PairTable, train: np.ndarray, test: np.ndarray, ref: int,
     Y[:, : train.size] = table.Y[train].T
     mask = np.zeros((G, cols.size), dtype=bool)
     mask[:, : train.size] = True
+    init = None if warm is None else np.concatenate([warm[train], np.zeros((test.size, G), np.float32)])
     out = complete(Y, mask, prior, depth=s.depth, ridge=s.ridge, solver=s.solver, device=s.device, dtype=s.dtype,
-                   memory_budget=s.memory_budget, **s.solver_kwargs)
+                   memory_budget=s.memory_budget, dual_coef_init=init, **s.solver_kwargs)
     return np.asarray(out[:, train.size:].T, dtype=np.float32)
+
+
+def iterative_regime(table: PairTable, s: CVSettings) -> bool:
+    """Whether the NTK refits of this table run an iterative solver (``solvers.policy``: EigenPro above
+    DIRECT_MAX training pairs with ``solver="auto"``)."""
+    from ...solvers.policy import DIRECT_MAX
+
+    return s.solver == "eigenpro" or (s.solver == "auto" and table.n_pairs > DIRECT_MAX)
+
+
+def all_pairs_fit(table: PairTable, ref: int, s: CVSettings) -> np.ndarray:
+    """(n_pairs, G) weights of the NTK fitted on every pair (the prior built from all of them): the warm
+    start of every split's iterative refit, which then runs to the same stopping rule as a cold one."""
+    from ...completion import NTKCompleter
+
+    every = np.arange(table.n_pairs)
+    est = NTKCompleter(split_prior(table, every, every, ref, s), depth=s.depth, ridge=s.ridge, solver=s.solver,
+                       device=s.device, dtype=s.dtype, memory_budget=s.memory_budget, **s.solver_kwargs)
+    return est.fit(np.asarray(table.Y, np.float32).T).dual_coef_
 
 
 def predict(method: str, table: PairTable, train: np.ndarray, test: np.ndarray, ref: int, s: CVSettings) -> np.ndarray:
@@ -164,10 +188,13 @@ def _predictor(method: str, table: PairTable, ref: int, s: CVSettings) -> Tuple[
     from .foldout import FOLDOUT_PRIORS, FoldOut, foldout_bytes
 
     refit = lambda c, test, train: predict(method, table, train, test, ref, s)  # noqa: E731
+    if method == "ntk" and s.refit not in ("auto", "always"):
+        raise ValueError(f"refit must be 'auto' or 'always', got {s.refit!r}")
+    if method == "ntk" and iterative_regime(table, s):  # every refit starts from the all-pairs fit
+        warm = all_pairs_fit(table, ref, s)
+        return (lambda c, test, train: ntk_predict(table, train, test, ref, s, warm)), "refit (warm start)"
     if method != "ntk" or s.refit == "always":
         return refit, "refit"
-    if s.refit != "auto":
-        raise ValueError(f"refit must be 'auto' or 'always', got {s.refit!r}")
     need, budget = foldout_bytes(table.n_pairs), memory_budget(s.device, s.memory_budget)
     if s.prior not in FOLDOUT_PRIORS or need > budget:
         why = (f"prior {s.prior!r} refits its baseline per fold" if s.prior not in FOLDOUT_PRIORS else
