@@ -25,16 +25,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..completion import complete
+    from ..persist import atomic_output, check_output_path, load_npy
 
-    Y = np.load(args.Y)
-    mask = np.isfinite(Y) if args.mask is None else np.load(args.mask).astype(bool)
-    Z = np.load(args.prior)
+    check_output_path(args.out, what="--out")
+    Y = load_npy(args.Y, "Y")
+    mask = np.isfinite(Y) if args.mask is None else load_npy(args.mask, "--mask").astype(bool)
+    Z = load_npy(args.prior, "--prior")
     with cluster_from_args(args) as client:
         Yhat = complete(Y, mask, Z, depth=args.depth, activation=args.activation,
                         negative_slope=args.negative_slope, ridge=args.ridge, nugget=args.nugget, solver=args.solver,
                         progress=not args.quiet, client=client, **compute_kwargs(args))
-    from ..persist import atomic_output
-
     with atomic_output(args.out) as tmp, open(tmp, "wb") as f:  # a failed write leaves no partial file
         np.save(f, Yhat)
     print(f"completed {Y.shape[0]}×{Y.shape[1]} ({int(mask.sum())} observed, {int((~mask).sum())} imputed) -> {args.out}")

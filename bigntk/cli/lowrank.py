@@ -5,8 +5,9 @@ directory): a group is read through its ``completed`` array (or its only array; 
 as ``group.zarr/name``), and its ``observed`` array is the default mask. Output: ``.npy`` (the
 completion), or with ``--out x.zarr`` a zarr v3 group that ``xarray.open_zarr`` opens as a Dataset:
 ``completed`` (float64) and ``observed`` (bool), dims ("row", "column"), attributes recording the
-method, its parameters and the fit. Outputs are written beside the target and renamed into place,
-so a failed write leaves the previous output (or none), never a partial one.
+method, its parameters and the fit (``format`` "bigntk-completion"). Outputs are written beside the
+target and renamed into place, so a failed write leaves the previous output (or none), never a partial
+one; an existing directory is replaced only when it is such a group.
 """
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ import numpy as np
 from ._common import add_compute_args, compute_kwargs
 
 DIMS = ("row", "column")
+#: the ``format`` attribute of a ``--out x.zarr`` group (``bigntk.persist``): only such a group is replaced
+FORMAT = "bigntk-completion"
 
 
 def _is_zarr(path: Path) -> bool:
@@ -33,7 +36,9 @@ def load_array(path: Path, name: str = "completed") -> np.ndarray:
     if not path.exists():
         raise FileNotFoundError(f"no such file or zarr array: {path}")
     if not _is_zarr(path):
-        return np.load(path)
+        from ..persist import load_npy
+
+        return load_npy(path)
     import zarr
 
     node = zarr.open(str(path), mode="r")
@@ -68,7 +73,7 @@ def write_zarr_group(path: Path, completed: np.ndarray, observed: np.ndarray, at
     group = zarr.open_group(str(path), mode="w", zarr_format=3)
     for name, data in (("completed", completed.astype(np.float64)), ("observed", observed.astype(bool))):
         persist.create_array(group, name, data, dims=DIMS, chunks=chunks)
-    group.attrs.update(attrs)
+    group.attrs.update({"format": FORMAT, "format_version": 1, **attrs, "complete": True})
     with warnings.catch_warnings():  # "consolidated metadata is not part of the v3 spec (yet)"
         warnings.simplefilter("ignore")
         zarr.consolidate_metadata(str(path))
@@ -141,7 +146,9 @@ def _method_kwargs(args: argparse.Namespace) -> dict:
 def run(args: argparse.Namespace) -> int:
     from .. import __version__
     from ..lowrank import check_inputs, complete_lowrank
+    from ..persist import check_output_path
 
+    check_output_path(args.out, what="--out", kind=FORMAT if args.out.suffix == ".zarr" else None)
     Y = load_array(args.Y)
     mask = group_mask(args.Y) if args.mask is None else load_array(args.mask, "observed")
     observed = check_inputs(Y, mask)[1]
