@@ -16,6 +16,10 @@ Every store is a zarr v3 group with the attributes ``format`` (its kind, e.g. "b
 * **One writer at a time.** :func:`exclusive` holds an advisory lock (``fcntl.flock``) on a file
   beside the store; a second writer of the same path fails at once with :class:`StoreBusyError`
   (or, with ``wait=True``, waits for the first to finish).
+* **Checked before computing.** :func:`check_output_path` refuses an output path that cannot be
+  written (a missing or read-only folder, a wrong extension, a path inside another store) and
+  :func:`check_disk_space` a write the disk cannot hold, before any work; :func:`load_npy` reads a
+  ``.npy`` input or says in one line why the file is not one.
 """
 from __future__ import annotations
 
@@ -33,7 +37,8 @@ import numpy as np
 
 __all__ = ["StoreError", "StoreBusyError", "MissingChunkError", "store_kind", "exclusive", "is_locked",
            "replace_atomically", "atomic_output", "create_array", "require_chunks", "checksum", "sidecar",
-           "swap_into_place", "remove"]
+           "swap_into_place", "remove", "enclosing_store", "check_output_path", "check_disk_space",
+           "free_disk_bytes", "load_npy"]
 
 
 class StoreError(ValueError):
@@ -251,3 +256,86 @@ def checksum(arrays: dict[str, np.ndarray]) -> str:
         h.update(f"{name}:{a.dtype.str}:{a.shape}".encode())
         h.update(a.tobytes())
     return "sha256:" + h.hexdigest()
+
+
+# -- checks before computing ---------------------------------------------------------------------------
+def enclosing_store(path: str | os.PathLike) -> Path | None:
+    """The nearest folder above ``path`` that is a bigntk store (None when there is none)."""
+    for parent in Path(os.path.abspath(path)).parents:
+        if store_kind(parent) is not None:
+            return parent
+    return None
+
+
+def _existing_ancestor(path: Path) -> Path:
+    p = Path(os.path.abspath(path)).parent
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def check_output_path(path: str | os.PathLike, suffixes: Sequence[str] = (), what: str = "output",
+                      kind: str | None = None) -> None:
+    """Refuse, before any computing, an output path that cannot be written: an extension not in
+    ``suffixes`` (when given), an existing directory that is not a store of ``kind`` (the store the
+    caller writes; None: a file), a path inside another store, a folder that is a file, read-only or
+    missing permissions. Creates nothing (the probe file is removed at once)."""
+    p = Path(path)
+    if suffixes and p.suffix.lower() not in suffixes:
+        raise ValueError(f"{what} {p}: unsupported extension {p.suffix or '(none)'!r}; use one of "
+                         f"{', '.join(suffixes)}")
+    if p.is_dir() and (kind is None or store_kind(p) != kind):
+        found = store_kind(p)
+        is_what = f"a {found!r} store" if found else "a directory"
+        raise ValueError(f"{what} {p} is {is_what}{f', not a {kind!r} store' if kind else ''}: refusing to "
+                         "replace it; choose another path")
+    store = enclosing_store(p)
+    if store is not None:
+        raise ValueError(f"{what} {p} is inside the store {store}; choose a path outside it")
+    folder = _existing_ancestor(p)
+    if not folder.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "Not a directory (choose another output path)", str(folder))
+    probe = folder / f".bigntk-write-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        probe.touch()
+    except OSError as err:
+        raise type(err)(err.errno, err.strerror, str(folder)) from None
+    probe.unlink()
+
+
+def free_disk_bytes(path: str | os.PathLike) -> int:
+    """Free bytes on the file system that ``path`` (or its nearest existing folder) lives on."""
+    p = Path(path)
+    return int(shutil.disk_usage(p if p.exists() else _existing_ancestor(p)).free)
+
+
+def check_disk_space(path: str | os.PathLike, need: int, what: str, alternative: str) -> None:
+    """Refuse, before writing, ``need`` bytes at ``path`` that its file system cannot hold."""
+    free = free_disk_bytes(path)
+    if need > free:
+        raise OSError(f"{what} needs about {_size(need)} on disk at {path} but {_size(free)} are free; "
+                      f"{alternative}")
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e9:,.2f} GB" if n >= 1e9 else f"{n / 1e6:,.2f} MB"
+
+
+def load_npy(path: str | os.PathLike, what: str = "input") -> np.ndarray:
+    """Read a ``.npy`` array file; one clear error when ``path`` is missing, empty or not a ``.npy`` file."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(errno.ENOENT, f"No such {what} file", str(p))
+    with open(p, "rb") as fh:
+        head = fh.read(6)
+    if head != b"\x93NUMPY":
+        kind = "empty" if not head else ("a .npz archive" if head.startswith(b"PK") else "not a .npy array file")
+        raise ValueError(f"{what} {p} is {kind}; write it with numpy.save(path, array)")
+    try:
+        return np.load(p, allow_pickle=False)
+    except ValueError as err:
+        if "allow_pickle" in str(err):
+            raise ValueError(f"{what} {p} holds Python objects, not numbers; save a numeric array") from None
+        raise ValueError(f"{what} {p} is a damaged .npy file ({err}); write it again with numpy.save") from None
+    except (EOFError, OSError) as err:
+        raise ValueError(f"{what} {p} is a damaged .npy file ({err}); write it again with numpy.save") from None

@@ -115,3 +115,57 @@ def test_sigkill_during_a_cache_write_then_a_rerun_equals_an_undisturbed_build(t
     got, want = zarr.open_group(str(store)), zarr.open_group(str(tmp_path / "undisturbed.zarr"))
     assert np.array_equal(got["C"][...], want["C"][...]) and np.array_equal(got["done"][...], want["done"][...])
     assert got.attrs["checksum"] == want.attrs["checksum"] == ref.meta["checksum"]
+
+
+#: ``bigntk`` that stalls in the third full-form kernel block (its data written, not yet marked done), so the
+#: writer is killed mid-write
+_STALLING_WRITER = """
+import sys, time
+from bigntk.kernels.cntk import store
+crc, blocks = store._crc, []
+def stall(block):
+    blocks.append(1)
+    if len(blocks) == 3:
+        time.sleep(120)
+    return crc(block)
+store._crc = stall
+from bigntk.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sigkill_of_the_writer_of_two_concurrent_inpaint_runs_then_the_other_finishes_bitwise(tmp_path):
+    """Two `bigntk inpaint` runs on a fresh cache; the one writing the (full-form) kernel is killed mid-write.
+    The other, waiting for the lock, resumes the partial build and ends bitwise equal to an undisturbed run."""
+    from bigntk.apps.inpaint import io
+    from bigntk.kernels.cntk.store import check_store
+
+    img = image(24, 24)[..., 0]
+    io.save_image(tmp_path / "in.png", img)
+    io.save_image(tmp_path / "m.png", masks.center_hole(img.shape, 4).astype(np.float32))
+    args = lambda k, cache_dir: ["inpaint", str(tmp_path / "in.png"), "--mask", str(tmp_path / "m.png"), "--levels",
+                                 "4", "--upsample", "bilinear", "--solver", "direct", "--memory-budget", "1MB",
+                                 "--cache-dir", str(tmp_path / cache_dir), "--out", str(tmp_path / f"out{k}.png"),
+                                 "--report", str(tmp_path / f"r{k}.json")]
+    ref = subprocess.Popen([sys.executable, "-m", "bigntk", *args(2, "fresh"), "--quiet"], env=_env(),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # undisturbed, own cache
+    writer = subprocess.Popen([sys.executable, "-c", _STALLING_WRITER, *args(0, "cache"), "--quiet"], env=_env(),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    done = lambda: [p for p in (tmp_path / "cache").glob(".cntk-*.partial/done/c/*") if p.is_file()]
+    deadline = time.time() + 120
+    while time.time() < deadline and writer.poll() is None and len(done()) < 2:
+        time.sleep(0.01)
+    other = subprocess.Popen([sys.executable, "-m", "bigntk", *args(1, "cache")], env=_env(),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert "waiting for another process" in other.stderr.readline()  # (without --quiet it says so)
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.wait()
+    assert writer.returncode == -signal.SIGKILL and len(done()) == 2
+    _, err = other.communicate(timeout=300)
+    assert other.returncode == 0, err[-2000:]
+    assert ref.wait(timeout=300) == 0, ref.stderr.read()[-2000:]
+    assert (tmp_path / "out1.png").read_bytes() == (tmp_path / "out2.png").read_bytes()
+    info = json.loads((tmp_path / "r1.json").read_text())["info"]
+    assert info["kernel_cached"] is False and info["kernel_form"] == "compact"
+    check_store(Path(info["kernel_store"]), verify=True)
+    assert not done() and not (tmp_path / "out0.png").exists()

@@ -133,3 +133,52 @@ def test_a_waiting_writer_gets_the_lock_when_the_first_releases_it(tmp_path):
         order.append("first done")
     t.join(5)
     assert order == ["first done", "second"] and not persist.is_locked(target)
+
+
+#: ``bigntk`` that stalls after the first appended chunk of an observation store (SIGKILLed there)
+_STALLING_SYNTH = """
+import sys, time
+from bigntk.store import observations
+append = observations.ObservationWriter.append
+def stall(self, *a, **k):
+    out = append(self, *a, **k)
+    print("appended", flush=True)
+    time.sleep(120)
+observations.ObservationWriter.append = stall
+from bigntk.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sigkill_during_cmap_synth_overwrite_keeps_the_old_store_and_a_rerun_equals_an_undisturbed_run(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from bigntk.cli import main
+    from bigntk.store import open_store
+
+    repo = Path(__file__).resolve().parents[1]
+    synth = ["cmap", "synth", "--profiles", "600", "--cells", "4", "--drugs", "40", "--genes", "8", "--dense", "1",
+             "--chunk-rows", "100", "--quiet"]
+    target = tmp_path / "s.zarr"
+    assert main([*synth, "--store", str(target)]) == 0
+    old = open_store(target).read()
+    env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1", "BIGNTK_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", _STALLING_SYNTH, *synth, "--seed", "1", "--store", str(target),
+                             "--overwrite"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "appended", proc.stderr.read()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    st = open_store(target)  # the old store opens, complete and unchanged
+    assert st.complete and np.array_equal(st.read(), old, equal_nan=True)
+    assert list(tmp_path.glob(".s.zarr.tmp-*"))  # the killed writer's partial copy, beside it
+    assert main([*synth, "--seed", "1", "--store", str(target), "--overwrite"]) == 0
+    assert main([*synth, "--seed", "1", "--store", str(tmp_path / "undisturbed.zarr")]) == 0
+    got, want = open_store(target), open_store(tmp_path / "undisturbed.zarr")
+    assert np.array_equal(got.read(), want.read(), equal_nan=True) and not np.array_equal(got.read(), old)
+    for name in ("cell", "drug", "dose", "time", "replicate"):
+        assert np.array_equal(got.labels(name), want.labels(name), equal_nan=True)
+    assert not list(tmp_path.glob(".s.zarr.tmp-*"))  # cleaned up by the rerun

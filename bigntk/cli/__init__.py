@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 #: errors a user can cause (bad input, a path, the disk, memory): one line, exit status 2
-USER_ERRORS = (ValueError, OSError, RuntimeError, MemoryError, KeyError, TypeError)
+USER_ERRORS = (ValueError, OSError, RuntimeError, MemoryError, KeyError, TypeError, FloatingPointError)
 
 
 def describe(err: BaseException) -> str:
@@ -47,7 +47,8 @@ def describe(err: BaseException) -> str:
                 errno.EACCES: " (permission denied: choose another path)"}.get(err.errno or -1, "")
         return f"{err.strerror}{where}{hint}"
     text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return text if isinstance(err, (ValueError, OSError, RuntimeError)) else f"{type(err).__name__}: {text}"
+    plain = (ValueError, OSError, RuntimeError, FloatingPointError)
+    return text if isinstance(err, plain) else f"{type(err).__name__}: {text}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,9 +12,11 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DIMS", "write_zarr_group", "save_output"]
+__all__ = ["DIMS", "FORMAT", "write_zarr_group", "save_output"]
 
 DIMS = ("row", "column")
+#: the ``format`` attribute of a ``--out x.zarr`` group (``bigntk.persist``): only such a group is replaced
+FORMAT = "bigntk-completion"
 
 
 def write_zarr_group(path: Path, completed: np.ndarray, observed: np.ndarray, attrs: dict[str, Any]) -> None:
@@ -29,7 +31,7 @@ def write_zarr_group(path: Path, completed: np.ndarray, observed: np.ndarray, at
     group = zarr.open_group(str(path), mode="w", zarr_format=3)
     for name, data in (("completed", completed.astype(np.float64)), ("observed", observed.astype(bool))):
         persist.create_array(group, name, data, dims=DIMS, chunks=chunks)
-    group.attrs.update(attrs)
+    group.attrs.update({"format": FORMAT, "format_version": 1, **attrs, "complete": True})
     with warnings.catch_warnings():  # "consolidated metadata is not part of the v3 spec (yet)"
         warnings.simplefilter("ignore")
         zarr.consolidate_metadata(str(path))

@@ -171,26 +171,51 @@ def _aggregate(args) -> int:
     return 0
 
 
+def _json_option(text: str, flag: str) -> dict:
+    """A JSON dict given on the command line (one clear error otherwise)."""
+    try:
+        value = json.loads(text)
+    except ValueError as err:
+        raise ValueError(f"{flag} is not valid JSON ({err}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{flag} must be a JSON object such as '{{\"epochs\": 5}}', got {text!r}")
+    return value
+
+
+def _read_report(path: str) -> dict:
+    """The JSON report of --compare, read before the cross-validation runs."""
+    try:
+        report = json.loads(Path(path).read_text())
+    except ValueError as err:
+        raise ValueError(f"--compare {path} is not a JSON report ({err})") from None
+    if not isinstance(report, dict) or "per_fold" not in report:
+        raise ValueError(f"--compare {path} is not a bigntk cmap cv report (no per_fold)")
+    return report
+
+
 def _cv(args) -> int:
+    import dataclasses
+
     import numpy as np
 
     from ..apps.cmap.cv import CVSettings, check_comparable, cross_validate, markdown_table, paired_test, report_settings
+    from ..persist import atomic_output, check_output_path
     from ..store import aggregate, open_store
 
+    check_output_path(args.report, (".json",), "--report")
+    other = _read_report(args.compare) if args.compare else None
     compute = compute_kwargs(args)
+    s = CVSettings(scheme=args.scheme, folds=args.folds, rounds=args.rounds, seed=args.seed, min_drugs=args.min_drugs,
+                   sparse_drugs=args.sparse_drugs, max_cells=args.max_cells, prior=args.prior,
+                   solver=args.solver, solver_kwargs=_json_option(args.solver_kwargs, "--solver-kwargs"),
+                   baseline_kwargs=_json_option(args.baseline_kwargs, "--baseline-kwargs"), ridge=args.ridge,
+                   depth=args.depth, refit="always" if args.refit else "auto", **compute).validate(args.method)
     table = aggregate(open_store(args.store), progress=not args.quiet)
-    ref = None
     if args.reference is not None:
         hits = np.nonzero(table.cell_names == args.reference)[0]
         if not hits.size:
             raise ValueError(f"reference line {args.reference!r} not in the store")
-        ref = int(hits[0])
-    s = CVSettings(scheme=args.scheme, folds=args.folds, rounds=args.rounds, seed=args.seed, min_drugs=args.min_drugs,
-                   sparse_drugs=args.sparse_drugs, reference=ref, max_cells=args.max_cells, prior=args.prior,
-                   solver=args.solver, solver_kwargs=json.loads(args.solver_kwargs),
-                   baseline_kwargs=json.loads(args.baseline_kwargs), ridge=args.ridge, depth=args.depth,
-                   refit="always" if args.refit else "auto", **compute)
-    other = json.loads(Path(args.compare).read_text()) if args.compare else None
+        s = dataclasses.replace(s, reference=int(hits[0]))
     if other is not None:  # refused before any computing
         check_comparable(report_settings(table, s, args.method), other.get("settings", {}))
     rep = cross_validate(table, args.method, s, progress=not args.quiet)
@@ -198,9 +223,11 @@ def _cv(args) -> int:
     if other is not None:
         comps = [paired_test(rep, other, m) for m in ("pearson_r", "mean_r2")]
         rep["comparison"] = comps
-    Path(args.report).write_text(json.dumps(rep, indent=1))
     md = markdown_table([rep], comps)
-    Path(args.report).with_suffix(".md").write_text(md + "\n")
+    report = Path(args.report)
+    for path, text in ((report, json.dumps(rep, indent=1)), (report.with_suffix(".md"), md + "\n")):
+        with atomic_output(path) as tmp:  # (its folder is created; a failed write leaves no partial file)
+            tmp.write_text(text)
     print(md)
     return 0
 
@@ -213,11 +240,16 @@ def _impute(args) -> int:
     from ..apps.cmap.export import export_gctx
     from ..apps.cmap.impute import impute
 
+    if args.gctx:
+        from ..persist import check_output_path
+
+        check_output_path(args.gctx, (".gctx",), "--gctx")
     t0 = time.perf_counter()
     out = impute(args.store, args.out, method=args.method, prior=args.prior, depth=args.depth, ridge=args.ridge,
                  nugget=args.nugget, w=args.w, solver=args.solver, cells=args.cells, drugs=args.drugs,
                  reference=args.reference, chunk_drugs=args.chunk_drugs,
-                 solver_options=json.loads(args.solver_kwargs), baseline_options=json.loads(args.baseline_kwargs),
+                 solver_options=_json_option(args.solver_kwargs, "--solver-kwargs"),
+                 baseline_options=_json_option(args.baseline_kwargs, "--baseline-kwargs"),
                  overwrite=args.overwrite, progress=not args.quiet, **compute_kwargs(args))
     group = zarr.open_group(str(out), mode="r")
     C, D, G = group["imputed"].shape

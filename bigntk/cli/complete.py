@@ -28,10 +28,13 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..completion import complete
+    from ..persist import check_output_path, load_npy
+    from ._output import FORMAT
 
-    Y = np.load(args.Y)
-    mask = np.isfinite(Y) if args.mask is None else np.load(args.mask).astype(bool)
-    Z = np.load(args.prior)
+    check_output_path(args.out, what="--out", kind=FORMAT if args.out.suffix == ".zarr" else None)
+    Y = load_npy(args.Y, "Y")
+    mask = np.isfinite(Y) if args.mask is None else load_npy(args.mask, "--mask").astype(bool)
+    Z = load_npy(args.prior, "--prior")
     with cluster_from_args(args) as client:
         Yhat = complete(Y, mask, Z, depth=args.depth, activation=args.activation,
                         negative_slope=args.negative_slope, ridge=args.ridge, nugget=args.nugget, solver=args.solver,

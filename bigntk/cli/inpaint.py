@@ -11,6 +11,7 @@ In ``--batch`` mode every image in DIR is paired with the mask of the same stem 
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from ._common import BOUNDARY_CHOICES, SOLVER_CHOICES, add_compute_args, compute_kwargs
@@ -67,6 +68,7 @@ def _one(args, image: Path, mask: Path | None, truth: Path | None, out: Path, re
 
     if mask is None and args.marker is None:
         raise ValueError(f"{image}: give --mask (or --mask-dir) or --marker")
+    _check_outputs(out, report_path)
     mask_arr = None
     if mask is not None:
         mask_arr = io.load_mask(mask, "missing" if args.mask_missing_value == "nonzero" else "observed")
@@ -89,6 +91,16 @@ def _one(args, image: Path, mask: Path | None, truth: Path | None, out: Path, re
     return report
 
 
+def _check_outputs(out: Path, report_path: Path | None) -> None:
+    """Refuse an output or report path that cannot be written, before any computing."""
+    from ..apps.inpaint.io import IMAGE_SUFFIXES
+    from ..persist import check_output_path
+
+    check_output_path(out, IMAGE_SUFFIXES, "--out")
+    if report_path is not None:
+        check_output_path(report_path, (".json",), "--report")
+
+
 def _summary(report: dict) -> str:
     parts = [f"{report['method']}", f"{report['time_s']:.2f} s"]
     for key in ("psnr", "ssim", "psnr_missing"):
@@ -97,33 +109,51 @@ def _summary(report: dict) -> str:
     return "  ".join(parts)
 
 
-def handler(args) -> int:
+def _find(folder: str | None, stem: str) -> Path | None:
+    """The image named ``stem`` in ``folder`` (None without a folder)."""
     from ..apps.inpaint.io import IMAGE_SUFFIXES
 
+    if not folder:
+        return None
+    hits = sorted(p for p in Path(folder).iterdir() if p.stem == stem and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not hits:
+        raise FileNotFoundError(f"no file named {stem}.* in {folder}")
+    return hits[0]
+
+
+def _batch(args, compute: dict) -> int:
+    """Every image of --batch DIR; a failing image is reported on its own line and the others go on."""
+    from . import describe
+    from ..apps.inpaint.io import IMAGE_SUFFIXES
+
+    folder = Path(args.batch)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"--batch folder not found: {folder}")
+    images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not images:
+        raise ValueError(f"no images in {folder}")
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    failed = []
+    for img in images:
+        try:
+            rep = _one(args, img, _find(args.mask_dir, img.stem), _find(args.truth_dir, img.stem),
+                       out_dir / f"{img.stem}.png", out_dir / f"{img.stem}.json", compute)
+        except Exception as err:  # noqa: BLE001 - one image's failure must not stop the batch
+            failed.append(img.name)
+            print(f"{img.name}: error: {describe(err)}", file=sys.stderr)
+            continue
+        print(f"{img.name}: {_summary(rep)}")
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(images)} images failed ({', '.join(failed)}); "
+                           "the others were written to " + str(out_dir))
+    return 0
+
+
+def handler(args) -> int:
     compute = compute_kwargs(args)
     if args.batch:
-        folder = Path(args.batch)
-        if not folder.is_dir():
-            raise FileNotFoundError(f"--batch folder not found: {folder}")
-        out_dir = Path(args.out)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not images:
-            raise ValueError(f"no images in {folder}")
-
-        def find(d: str | None, stem: str) -> Path | None:
-            if not d:
-                return None
-            hits = sorted(p for p in Path(d).iterdir() if p.stem == stem and p.suffix.lower() in IMAGE_SUFFIXES)
-            if not hits:
-                raise FileNotFoundError(f"no file named {stem}.* in {d}")
-            return hits[0]
-
-        for img in images:
-            rep = _one(args, img, find(args.mask_dir, img.stem), find(args.truth_dir, img.stem),
-                       out_dir / f"{img.stem}.png", out_dir / f"{img.stem}.json", compute)
-            print(f"{img.name}: {_summary(rep)}")
-        return 0
+        return _batch(args, compute)
     if not args.image:
         raise ValueError("give IMAGE or --batch DIR")
     rep = _one(args, Path(args.image), Path(args.mask) if args.mask else None,

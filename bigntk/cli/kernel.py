@@ -7,6 +7,9 @@ import time
 
 from ._common import add_compute_args, compute_kwargs
 
+#: what ``bigntk kernel heatmap --out`` writes: the raw row (.npy) or a figure
+HEATMAP_SUFFIXES = (".npy", ".png", ".pdf", ".svg")
+
 
 def _shape(text: str):
     try:
@@ -106,8 +109,10 @@ def _heatmap(args) -> int:
     import numpy as np
 
     from ..kernels.cntk import open_kernel
+    from ..persist import check_output_path
     from ..viz import kernel_heatmap
 
+    check_output_path(args.out, HEATMAP_SUFFIXES, "--out")  # savefig would add .png to a bare name
     k = open_kernel(args.store, shape=args.shape)
     if args.out.endswith(".npy"):
         np.save(args.out, kernel_heatmap(k, args.pixel, subtract_far=args.subtract_far, as_array=True))

@@ -5,8 +5,9 @@ directory): a group is read through its ``completed`` array (or its only array; 
 as ``group.zarr/name``), and its ``observed`` array is the default mask. Output: ``.npy`` (the
 completion), or with ``--out x.zarr`` a zarr v3 group that ``xarray.open_zarr`` opens as a Dataset:
 ``completed`` (float64) and ``observed`` (bool), dims ("row", "column"), attributes recording the
-method, its parameters and the fit. Outputs are written beside the target and renamed into place,
-so a failed write leaves the previous output (or none), never a partial one.
+method, its parameters and the fit (``format`` "bigntk-completion"). Outputs are written beside the
+target and renamed into place, so a failed write leaves the previous output (or none), never a partial
+one; an existing directory is replaced only when it is such a group.
 """
 from __future__ import annotations
 
@@ -33,7 +34,9 @@ def load_array(path: Path, name: str = "completed") -> np.ndarray:
     import numpy as np
 
     if not _is_zarr(path):
-        return np.load(path)
+        from ..persist import load_npy
+
+        return load_npy(path)
     import zarr
 
     node = zarr.open(str(path), mode="r")
@@ -115,8 +118,10 @@ def run(args: argparse.Namespace) -> int:
 
     from .. import __version__
     from ..lowrank import check_inputs, complete_lowrank
-    from ._output import save_output
+    from ..persist import check_output_path
+    from ._output import FORMAT, save_output
 
+    check_output_path(args.out, what="--out", kind=FORMAT if args.out.suffix == ".zarr" else None)
     Y = load_array(args.Y)
     mask = group_mask(args.Y) if args.mask is None else load_array(args.mask, "observed")
     observed = check_inputs(Y, mask)[1]

@@ -101,8 +101,13 @@ class Prior:
         return self._raw_sq_norms(as_index(idx, self.n, dev), dtype)
 
     def sq_norms(self, idx: Index = None, *, device=None, dtype=ACCUM_DTYPE) -> torch.Tensor:
-        """Squared norms including the nugget τ²; raises when a column has zero norm."""
+        """Squared norms including the nugget τ²; raises when a column has zero or non-finite norm."""
         sq = self.raw_sq_norms(idx, device=device, dtype=dtype) + self.nugget**2
+        if not bool(torch.isfinite(sq).all()):
+            bad = int((~torch.isfinite(sq)).sum())
+            raise ValueError(f"{bad} prior column(s) have a squared norm beyond {str(dtype).replace('torch.', '')} "
+                             "(values too large, or NaN/inf); rescale the prior, e.g. divide it by its largest "
+                             "absolute value")
         if bool((sq <= 0).any()):
             bad = int((sq <= 0).sum())
             raise ValueError(f"{bad} prior column(s) have zero norm; add a nugget (e.g. nugget=1.5)")

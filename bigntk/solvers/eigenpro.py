@@ -60,7 +60,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .. import backend
+from .. import backend, persist
 from ..operators.base import KernelOperator
 from ..progress import bar
 from .checkpoint import config_hash, load_checkpoint, save_checkpoint
@@ -204,6 +204,9 @@ class EigenPro:
             raise ValueError(f"tol must be None or a finite number > 0, got {tol}")
         if int(patience) < 1:
             raise ValueError(f"patience must be >= 1, got {patience}")
+        store = persist.enclosing_store(checkpoint) if checkpoint is not None else None
+        if store is not None:
+            raise ValueError(f"checkpoint {checkpoint} is inside the store {store}; choose a path outside it")
         self.epochs, self.subsample_size, self.top_q = int(epochs), subsample_size, top_q
         self.batch_size, self.step_size, self.max_batch = batch_size, step_size, max_batch
         self.ridge, self.seed, self.tol = float(ridge), int(seed), tol

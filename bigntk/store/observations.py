@@ -27,6 +27,8 @@ and warns how many there are); :meth:`ObservationWriter.resume` continues append
 """
 from __future__ import annotations
 
+import contextlib
+import sys
 import warnings
 from pathlib import Path
 from typing import Any, Dict, Iterator, Mapping, Optional, Sequence, Tuple
@@ -44,6 +46,10 @@ _PROFILE_ARRAYS = {"cell": ("int32", -1), "drug": ("int32", -1), "dose": ("float
 #: dimension names of the arrays (per-profile arrays and col_meta: "profile"; row_meta: "gene")
 DIMS = {"expression": ("profile", "gene"), "gene_ids": ("gene",), "cell_names": ("cell_names",),
         "drug_names": ("drug_names",), **{k: ("profile",) for k in [*_PROFILE_ARRAYS, "profile_ids"]}}
+
+
+#: arrays every observation store holds (module docstring); a store without one is damaged
+_REQUIRED_ARRAYS = ("expression", *_PROFILE_ARRAYS, "gene_ids", "cell_names", "drug_names")
 
 
 class StoreFormatError(ValueError):
@@ -85,6 +91,35 @@ def _meta_dtype(values: np.ndarray) -> np.ndarray:
     return v
 
 
+def _new_group(path: Path, gene_ids: Sequence[str], cell_names: Sequence[str], drug_names: Sequence[str],
+               chunk_rows: Optional[int], with_profile_ids: bool, row_meta: Optional[Mapping[str, np.ndarray]],
+               provenance: Optional[Dict[str, Any]]) -> zarr.Group:
+    """The empty store's group at ``path`` (which does not exist yet)."""
+    n_genes = len(gene_ids)
+    rows = int(chunk_rows or default_chunk_rows(n_genes))
+    g = zarr.open_group(str(path), mode="w-", zarr_format=3)
+    g.attrs.update({"format": FORMAT, "format_version": FORMAT_VERSION, "n_genes": n_genes,
+                    "committed_rows": 0, "complete": False, "provenance": dict(provenance or {})})
+    persist.create_array(g, "expression", shape=(0, n_genes), dtype="float32", chunks=(rows, n_genes),
+                         fill_value=np.nan, dims=DIMS["expression"], attrs=_coordinates(with_profile_ids, "expression"))
+    for name, (dt, fill) in _PROFILE_ARRAYS.items():
+        persist.create_array(g, name, shape=(0,), dtype=dt, chunks=(rows,), fill_value=fill, dims=DIMS[name],
+                             attrs=_coordinates(with_profile_ids, name))
+    if with_profile_ids:
+        persist.create_array(g, "profile_ids", shape=(0,), dtype=str, chunks=(rows,), dims=DIMS["profile_ids"])
+    _str_array(g, "gene_ids", gene_ids)
+    _str_array(g, "cell_names", cell_names)
+    _str_array(g, "drug_names", drug_names)
+    rm = g.require_group("row_meta")
+    for k, v in (row_meta or {}).items():
+        v = _meta_dtype(v)
+        if len(v) != n_genes:
+            raise ValueError(f"row_meta[{k!r}] has {len(v)} values for {n_genes} genes")
+        persist.create_array(rm, k, v, dims=("gene",), chunks=(n_genes,))
+    g.require_group("col_meta")
+    return g
+
+
 class ObservationWriter:
     """Append profiles to a store in chunks; use as a context manager (closing marks it complete)."""
 
@@ -95,6 +130,8 @@ class ObservationWriter:
         self.committed = int(group.attrs["committed_rows"])
         self._vocab = {k: {s: i for i, s in enumerate(group[f"{k}_names"][:].tolist())} for k in ("cell", "drug")}
         self._vocab_dirty = {"cell": False, "drug": False}
+        self._finish: Optional[contextlib.ExitStack] = None  # lock (and swap) of a store being created
+        self._fresh: Optional[Path] = None
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
@@ -102,36 +139,34 @@ class ObservationWriter:
                drug_names: Sequence[str] = (), chunk_rows: Optional[int] = None, with_profile_ids: bool = False,
                row_meta: Optional[Mapping[str, np.ndarray]] = None, provenance: Optional[Dict[str, Any]] = None,
                overwrite: bool = False) -> "ObservationWriter":
-        """New empty store at ``path`` for profiles over ``gene_ids`` (raises if it exists, unless overwrite)."""
+        """New empty store at ``path`` for profiles over ``gene_ids``.
+
+        The writer holds the store's lock until :meth:`close`. An existing ``path`` is replaced only with
+        ``overwrite`` and only when it is an observation store (never another directory): the new store is
+        written beside it and swapped in by :meth:`close`, so a failed or killed overwrite keeps the old
+        one (``bigntk.persist``). A new store is written in place (an interrupted write is resumable); a
+        write that fails with an exception removes it.
+        """
         path = Path(path)
-        if path.exists() and not overwrite:
-            raise FileExistsError(f"{path} exists; pass overwrite=True (CLI: --overwrite) to replace it")
-        n_genes = len(gene_ids)
-        if n_genes == 0:
+        if len(gene_ids) == 0:
             raise ValueError("gene_ids is empty")
-        rows = int(chunk_rows or default_chunk_rows(n_genes))
-        g = zarr.open_group(str(path), mode="w", zarr_format=3)
-        g.attrs.update({"format": FORMAT, "format_version": FORMAT_VERSION, "n_genes": n_genes,
-                        "committed_rows": 0, "complete": False, "provenance": dict(provenance or {})})
-        persist.create_array(g, "expression", shape=(0, n_genes), dtype="float32", chunks=(rows, n_genes),
-                             fill_value=np.nan, dims=DIMS["expression"],
-                             attrs=_coordinates(with_profile_ids, "expression"))
-        for name, (dt, fill) in _PROFILE_ARRAYS.items():
-            persist.create_array(g, name, shape=(0,), dtype=dt, chunks=(rows,), fill_value=fill, dims=DIMS[name],
-                                 attrs=_coordinates(with_profile_ids, name))
-        if with_profile_ids:
-            persist.create_array(g, "profile_ids", shape=(0,), dtype=str, chunks=(rows,), dims=DIMS["profile_ids"])
-        _str_array(g, "gene_ids", gene_ids)
-        _str_array(g, "cell_names", cell_names)
-        _str_array(g, "drug_names", drug_names)
-        rm = g.require_group("row_meta")
-        for k, v in (row_meta or {}).items():
-            v = _meta_dtype(v)
-            if len(v) != n_genes:
-                raise ValueError(f"row_meta[{k!r}] has {len(v)} values for {n_genes} genes")
-            persist.create_array(rm, k, v, dims=("gene",), chunks=(n_genes,))
-        g.require_group("col_meta")
-        return cls(g)
+        stack, fresh = contextlib.ExitStack(), False
+        stack.enter_context(persist.exclusive(path))
+        try:
+            persist.restore_interrupted_swap(path)
+            persist.check_replaceable(path, FORMAT, overwrite)
+            persist.check_output_path(path, what="store", kind=FORMAT)  # not inside another store, writable
+            fresh = not path.exists()
+            target = path if fresh else stack.enter_context(persist.atomic_output(path))
+            w = cls(_new_group(target, gene_ids, cell_names, drug_names, chunk_rows, with_profile_ids,
+                               row_meta, provenance))
+        except BaseException:
+            if fresh:
+                persist.remove(path)
+            stack.__exit__(*sys.exc_info())
+            raise
+        w._finish, w._fresh = stack, (path if fresh else None)
+        return w
 
     @classmethod
     def resume(cls, path: str | Path) -> "ObservationWriter":
@@ -217,8 +252,20 @@ class ObservationWriter:
         return stop
 
     def close(self) -> None:
-        """Mark the store complete (a store never closed is reported as interrupted)."""
+        """Mark the store complete (a store never closed is reported as interrupted), swap a replacing
+        store into place and release the lock."""
         self.group.attrs["complete"] = True
+        finish, self._finish = self._finish, None
+        if finish is not None:
+            finish.close()
+
+    def abort(self, exc_info: tuple = (None, None, None)) -> None:
+        """Give up a write that failed: a replacing store is discarded (the old one stays), a new one removed."""
+        finish, self._finish = self._finish, None
+        if finish is not None:
+            if self._fresh is not None:
+                persist.remove(self._fresh)
+            finish.__exit__(*exc_info)
 
     def __enter__(self) -> "ObservationWriter":
         return self
@@ -226,6 +273,8 @@ class ObservationWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
             self.close()
+        else:
+            self.abort((exc_type, exc, tb))
 
 
 def _open_group(path: str | Path) -> zarr.Group:
@@ -242,6 +291,10 @@ def _open_group(path: str | Path) -> zarr.Group:
     if ver != FORMAT_VERSION:
         raise StoreFormatError(f"{path} has store format version {ver}; this bigntk reads version "
                                f"{FORMAT_VERSION} (re-ingest the data with this version)")
+    missing = [name for name in _REQUIRED_ARRAYS if name not in g]
+    if missing:
+        raise StoreFormatError(f"{path} is damaged: array(s) {', '.join(missing)} are missing; ingest, "
+                               "synthesise or aggregate it again")
     return g
 
 
@@ -258,8 +311,9 @@ class ObservationStore:
             msg = (f"store {self.path} is incomplete: its writer was interrupted after {self.n_profiles} "
                    f"committed profiles")
             if not allow_incomplete:
-                raise IncompleteStoreError(msg + "; pass allow_incomplete=True to read those rows, or resume "
-                                           "writing with ObservationWriter.resume")
+                raise IncompleteStoreError(msg + "; rerun the command that wrote it with --overwrite (Python: "
+                                           "allow_incomplete=True reads those rows, ObservationWriter.resume "
+                                           "continues the write)")
             warnings.warn(msg + "; reading the committed rows only", RuntimeWarning, stacklevel=2)
         self.n_genes = int(g.attrs["n_genes"])
         self.chunk_rows = int(g["expression"].chunks[0])

@@ -26,6 +26,7 @@ from ...backend import memory_budget
 from ...baselines import make_baseline
 from ...progress import bar as progress_bar
 from ...store import PairTable
+from ._impute_models import check_method
 from .priors import split_prior
 
 REPORT_KEYS = ("method", "pearson_r", "mean_r2", "mean_cosine", "n_test_profiles", "per_regime", "per_fold",
@@ -55,6 +56,20 @@ class CVSettings:
     solver: str = "auto"
     solver_kwargs: Dict[str, Any] = field(default_factory=dict)
     baseline_kwargs: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # per method, e.g. {"dnpp": {"center": False}}
+
+    def validate(self, method: str) -> "CVSettings":
+        """One clear error for a setting the protocol cannot run with ``method``, before any computing."""
+        if self.scheme not in ("kfold", "loco"):
+            raise ValueError(f"unknown scheme {self.scheme!r}; use 'kfold' or 'loco'")
+        lows = {"folds": 2, "rounds": 1, "min_drugs": 1, "depth": 1}
+        for name, low in lows.items():
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {v!r}")
+        if self.refit not in ("auto", "always"):
+            raise ValueError(f"refit must be 'auto' or 'always', got {self.refit!r}")
+        check_method(method, self.prior, self.solver, self.solver_kwargs)
+        return self
 
 
 # -- metrics ----------------------------------------------------------------------------------------
@@ -252,7 +267,7 @@ def cross_validate(table: PairTable, method: str, settings: Optional[CVSettings]
     ``return_predictions=True`` returns ``(report, predictions)`` with ``predictions`` = {"line": (n,)
     line names, "predicted": (n, G), "measured": (n, G)} over the n held-out profiles (for figures).
     """
-    s = settings or CVSettings()
+    s = (settings or CVSettings()).validate(method)
     if not np.isfinite(table.Y).all():
         raise ValueError("aggregated profiles contain NaN; impute or drop genes with missing values first")
     t0 = time.perf_counter()

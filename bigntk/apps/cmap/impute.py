@@ -25,10 +25,13 @@ Resume: a chunk is marked in ``done`` only after its data are written, α is sav
 chunk, and the chunking and memory budget are fixed when the store is created; a run killed at any
 point and started again with the same configuration writes only the missing chunks and ends bitwise
 equal to an uninterrupted run (same device and thread count: a GEMM's summation order depends on
-them). A store of another configuration is refused (:class:`PredictionsExistError`).
+them). A store of another configuration is refused (:class:`PredictionsExistError`); with
+``overwrite`` the new store is written beside it and replaces it only once complete, so a failed or
+killed overwrite keeps the old predictions.
 """
 from __future__ import annotations
 
+import contextlib
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,18 +181,22 @@ def _refuse(path: Path, why: str) -> PredictionsExistError:
     return PredictionsExistError(f"{path} {why}; use --overwrite (overwrite=True) to replace it, or another --out")
 
 
+def _check_out(out: Path) -> None:
+    """Refuse, before any computing, an ``out`` that is not (and cannot become) a predictions store."""
+    if (out.exists() or out.is_symlink()) and persist.store_kind(out) != FORMAT:
+        what = "is a file" if out.is_file() else "exists and is not a bigntk predictions store"
+        raise PredictionsExistError(f"{out} {what}: refusing to write into it; choose another --out")
+    persist.check_output_path(out, what="predictions store", kind=FORMAT)
+
+
 def _open_existing(out: Path, config: Dict[str, Any], chunk_drugs: Optional[int], overwrite: bool) -> Any:
     """The store at ``out`` to resume (same configuration), or None when a fresh one must be created."""
     import zarr
 
     if not (out.exists() or out.is_symlink()):
         return None
-    if persist.store_kind(out) != FORMAT:
-        what = "is a file" if out.is_file() else "exists and is not a bigntk predictions store"
-        raise PredictionsExistError(f"{out} {what}: refusing to write into it; choose another --out")
     if overwrite:
-        persist.remove(out)
-        return None
+        return None  # replaced by the new store once it is complete (impute)
     group = zarr.open_group(str(out), mode="r+")
     old = dict(group.attrs.get("config", {}))
     new = _normalise(config)
@@ -335,6 +342,7 @@ def impute(store: str | Path | ObservationStore, out: str | Path, *, method: str
 
         set_threads(threads)
     out = Path(out)
+    _check_out(out)
     with persist.exclusive(out):
         st = store if isinstance(store, ObservationStore) else open_store(store)
         sel = select(aggregate(st, progress=progress), cells, drugs, reference)
@@ -346,9 +354,12 @@ def impute(store: str | Path | ObservationStore, out: str | Path, *, method: str
             return out
         budget = int(group.attrs["plan"]["memory_budget"]) if group is not None else comp.memory_budget
         model = _model(method, sel, config, comp.device, comp.dtype, budget, progress)
-        if group is None:
-            group = _create(out, sel, config, _plan(model, sel, budget, chunk_drugs), str(Path(st.path).resolve()))
-        state = _state(group, model, sel)
-        _fill(group, model, sel, state, progress, callback)
-        _finish(group, out)
+        # a store of another configuration (overwrite) is replaced only once the new one is complete
+        replacing = group is None and out.exists()
+        with persist.atomic_output(out) if replacing else contextlib.nullcontext(out) as target:
+            if group is None:
+                group = _create(target, sel, config, _plan(model, sel, budget, chunk_drugs),
+                                str(Path(st.path).resolve()))
+            _fill(group, model, sel, _state(group, model, sel), progress, callback)
+            _finish(group, target)
     return out

@@ -84,12 +84,36 @@ def _profile_labels(col_meta: Dict[str, np.ndarray], cell_field: str, drug_field
 # -- GCTX -------------------------------------------------------------------------------------------
 def read_gctx_meta(path: str | Path) -> Tuple[np.ndarray, Dict[str, np.ndarray], np.ndarray, Dict[str, np.ndarray]]:
     """(row ids, row metadata, column ids, column metadata) of a GCTX file, decoded to str."""
-    with h5py.File(path, "r") as f:
-        if "0/DATA/0/matrix" not in f:
-            raise ValueError(f"{path} is not a GCTX file (no /0/DATA/0/matrix)")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as err:
+        raise ValueError(f"{path} is not a readable GCTX (HDF5) file ({err}); check the file or export it "
+                         "again") from None
+    with f:
+        for need in ("0/DATA/0/matrix", "0/META/ROW/id", "0/META/COL/id"):
+            if need not in f:
+                raise ValueError(f"{path} is not a GCTX file (no /{need})")
         rm = {k: _decode(v[:]) for k, v in f["0/META/ROW"].items()}
         cm = {k: _decode(v[:]) for k, v in f["0/META/COL"].items()}
     return rm.pop("id").astype(str), rm, cm.pop("id").astype(str), cm
+
+
+def _check_unique(path: Path, ids: np.ndarray, what: str) -> None:
+    """Refuse repeated ids: a profile or gene id names one row or column of the file."""
+    uniq, counts = np.unique(ids, return_counts=True)
+    if (counts > 1).any():
+        first = uniq[np.argmax(counts > 1)]
+        raise ValueError(f"{path}: {int((counts > 1).sum())} {what} ids occur more than once (e.g. {str(first)!r}, "
+                         f"{int(counts.max())} times); ids must be unique")
+
+
+def _check_finite(path: Path, X: np.ndarray, start: int, col_ids: np.ndarray, row_ids: np.ndarray) -> None:
+    """Refuse ±inf values (a missing value is NaN or the CMap null -666, never infinite)."""
+    bad = np.isinf(X)
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        raise ValueError(f"{path}: {int(bad.sum())} infinite values (first at profile {str(col_ids[start + i])!r}, "
+                         f"gene {str(row_ids[j])!r}); fix the file or mark missing values as NaN / -666")
 
 
 def iter_gctx(path: str | Path, chunk: int = 4096) -> Iterator[Tuple[int, int, np.ndarray]]:
@@ -122,11 +146,19 @@ def read_gct(path: str | Path, *, progress: bool = True):
     """
     with open(path, "r") as fh:
         version = fh.readline().strip()
+        if not version:
+            raise ValueError(f"{path} is empty; a GCT file starts with the line #1.2 or #1.3")
         if version not in ("#1.2", "#1.3"):
             raise ValueError(f"{path}: unsupported GCT version line {version!r} (want #1.2 or #1.3)")
-        dims = [int(x) for x in fh.readline().split("\t") if x.strip()]
-        n_rows, n_cols = dims[0], dims[1]
-        n_rdesc, n_cdesc = (dims[2], dims[3]) if version == "#1.3" else (1, 0)
+        line = fh.readline()
+        try:
+            dims = [int(x) for x in line.split("\t") if x.strip()]
+            n_rows, n_cols = dims[0], dims[1]
+            n_rdesc, n_cdesc = (dims[2], dims[3]) if version == "#1.3" else (1, 0)
+        except (ValueError, IndexError):
+            fields = "rows, columns, row fields, column fields" if version == "#1.3" else "rows, columns"
+            raise ValueError(f"{path}: line 2 must hold the tab-separated dimensions ({fields}), "
+                             f"got {line.strip()!r}") from None
         header = fh.readline().rstrip("\n").split("\t")
         if len(header) != 1 + n_rdesc + n_cols:
             raise ValueError(f"{path}: header has {len(header)} fields, expected {1 + n_rdesc + n_cols}")
@@ -171,6 +203,8 @@ def ingest(path: str | Path, store: str | Path, *, landmark_only: bool = False, 
         blocks = ((s, min(s + chunk, len(col_ids)), X_all[s:s + chunk]) for s in range(0, len(col_ids), chunk))
     else:
         raise ValueError(f"{path}: expected a .gctx or .gct file")
+    _check_unique(path, col_ids, "profile (column)")
+    _check_unique(path, row_ids, "gene (row)")
     genes = np.ones(len(row_ids), dtype=bool)
     if landmark_only:
         genes = _landmark_mask(rm)
@@ -181,6 +215,7 @@ def ingest(path: str | Path, store: str | Path, *, landmark_only: bool = False, 
                                  row_meta={k: v[genes] for k, v in rm.items()}, provenance=prov, overwrite=overwrite)
     with w:
         for s, e, X in blocks:
+            _check_finite(path, X, s, col_ids, row_ids)
             w.append(X[:, genes], labels["cell"][s:e], labels["drug"][s:e],
                      dose=labels["dose"][s:e] if "dose" in labels else None,
                      time=labels["time"][s:e] if "time" in labels else None,

@@ -29,7 +29,10 @@ import numpy as np
 from scipy import ndimage
 
 __all__ = ["BOUNDARIES", "boundary_margin", "padded_shape", "pad_reflect", "crop", "largest_hole", "min_levels",
-           "check_depth", "DepthWarning"]
+           "check_depth", "check_levels", "check_padded_size", "DepthWarning"]
+
+#: bytes per padded pixel and channel the pipeline holds at once (padded image, zeroed copy, result)
+PADDED_BYTES_PER_VALUE = 16
 
 #: boundary conditions of the padded grid (module docstring)
 BOUNDARIES = ("open", "periodic")
@@ -44,6 +47,23 @@ def boundary_margin(levels: int, boundary: str = "open") -> int:
     if boundary not in BOUNDARIES:
         raise ValueError(f"unknown boundary {boundary!r}; choose one of {BOUNDARIES}")
     return 2 ** int(levels) - 1 if boundary == "open" else 0
+
+
+def check_levels(levels: int) -> int:
+    """``levels`` of an encoder–decoder: an integer >= 1 (one down/up-sampling stage at least)."""
+    if isinstance(levels, bool) or not isinstance(levels, (int, np.integer)) or levels < 1:
+        raise ValueError(f"levels must be an integer >= 1 (one down/up-sampling stage at least), got {levels!r}")
+    return int(levels)
+
+
+def check_padded_size(shape: tuple[int, int], channels: int, levels: int, boundary: str, free: int) -> None:
+    """Refuse, before allocating, a padding that ``free`` bytes of memory cannot hold."""
+    Hp, Wp = padded_shape(shape, levels, boundary_margin(levels, boundary))
+    need = Hp * Wp * max(channels, 1) * PADDED_BYTES_PER_VALUE
+    if need > free:
+        raise MemoryError(f"levels={levels} pads the {shape[0]}x{shape[1]} image to {Hp}x{Wp} pixels, which needs "
+                          f"about {need / 1e9:,.1f} GB of memory ({free / 1e9:,.1f} GB free); use fewer levels "
+                          "(a hole of side m needs floor(log2(m + 1))) or boundary='periodic'")
 
 
 def padded_shape(shape: tuple[int, int], levels: int, margin: int = 0) -> tuple[int, int]:

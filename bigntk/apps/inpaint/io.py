@@ -31,32 +31,42 @@ def read_raw(path: str | Path) -> np.ndarray:
     """An image file's stored values at their bit depth: PNG through imagecodecs (Pillow reduces 16-bit
     RGB to 8 bits), TIFF through tifffile, other formats (JPEG, BMP: 8-bit) through Pillow, ``.npy`` as saved.
 
-    Palette images come back as RGB, grey + alpha as grey; shape (H, W) or (H, W, C).
+    Palette images come back as RGB, grey + alpha as grey; shape (H, W) or (H, W, C). A file that is
+    empty or not an image of its extension is one ``ValueError`` naming it.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such image file: {path}")
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        return np.load(path)
-    if suffix == ".png":
-        import imagecodecs
+        from ... import persist
 
-        arr = imagecodecs.png_decode(path.read_bytes())
-    elif suffix in (".tif", ".tiff"):
-        import tifffile
-
-        arr = tifffile.imread(path)
-    else:
-        with Image.open(path) as im:
-            if im.mode in ("P", "PA", "LA", "RGBA", "CMYK", "YCbCr", "1"):
-                im = im.convert("RGB" if im.mode not in ("LA", "1") else "L")
-            arr = np.array(im)
+        return persist.load_npy(path, "image")
+    try:
+        arr = _decode(path, suffix)
+    except (ValueError, OSError, RuntimeError) as err:
+        raise ValueError(f"{path} is not a readable {suffix or 'image'} image ({err or type(err).__name__}); "
+                         "check the file, or save it again as PNG") from None
     if arr.ndim == 3 and arr.shape[2] == 2:  # grey + alpha
         arr = arr[..., 0]
     if arr.dtype == np.int32:  # 16-bit grey through Pillow's mode "I"
         arr = np.clip(arr, 0, 65535).astype(np.uint16)
     return arr
+
+
+def _decode(path: Path, suffix: str) -> np.ndarray:
+    if suffix == ".png":
+        import imagecodecs
+
+        return imagecodecs.png_decode(path.read_bytes())
+    if suffix in (".tif", ".tiff"):
+        import tifffile
+
+        return tifffile.imread(path)
+    with Image.open(path) as im:
+        if im.mode in ("P", "PA", "LA", "RGBA", "CMYK", "YCbCr", "1"):
+            im = im.convert("RGB" if im.mode not in ("LA", "1") else "L")
+        return np.array(im)
 
 
 def to_float01(raw: np.ndarray) -> np.ndarray:
@@ -115,30 +125,45 @@ def save_image(path: str | Path, img: np.ndarray, dtype: str | np.dtype = "uint8
     """Write a [0, 1] image at bit depth ``dtype`` (uint8 or uint16); ``.npy`` keeps float32.
 
     PNG (imagecodecs) and TIFF (tifffile) store 8 or 16 bits, grey or RGB; JPEG and BMP store 8 bits
-    (uint16 is written as 8 bits there, with a warning).
+    (uint16 is written as 8 bits there, with a warning). The file is written beside ``path`` and renamed
+    into place (``bigntk.persist.atomic_output``): a failed write leaves the previous file, never a partial one.
     """
+    from ... import persist
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise ValueError(f"{path}: unsupported image extension {suffix or '(none)'!r}; use one of "
+                         f"{', '.join(IMAGE_SUFFIXES)}")
+    data = _encode(img, suffix, dtype)
+    with persist.atomic_output(path) as tmp:
+        tmp.write_bytes(data)
+    return path
+
+
+def _encode(img: np.ndarray, suffix: str, dtype: str | np.dtype) -> bytes:
+    from io import BytesIO
+
+    buf = BytesIO()
     if suffix == ".npy":
-        np.save(path, np.clip(np.asarray(img, dtype=np.float32), 0, 1))
-        return path
+        np.save(buf, np.clip(np.asarray(img, dtype=np.float32), 0, 1))
+        return buf.getvalue()
     dtype = np.dtype(np.uint16) if np.dtype(dtype) == np.uint16 else np.dtype(np.uint8)
     if dtype == np.uint16 and suffix not in (".png", ".tif", ".tiff"):
-        warnings.warn(f"{suffix} stores 8 bits per channel; writing 8 bits (use .png or .tif for 16)", stacklevel=2)
+        warnings.warn(f"{suffix} stores 8 bits per channel; writing 8 bits (use .png or .tif for 16)", stacklevel=3)
         dtype = np.dtype(np.uint8)
     arr = from_float01(img, dtype)
     if suffix == ".png":
         import imagecodecs
 
-        path.write_bytes(imagecodecs.png_encode(arr))
-    elif suffix in (".tif", ".tiff"):
+        return bytes(imagecodecs.png_encode(arr))
+    if suffix in (".tif", ".tiff"):
         import tifffile
 
-        tifffile.imwrite(path, arr, photometric="rgb" if arr.ndim == 3 else "minisblack")
+        tifffile.imwrite(buf, arr, photometric="rgb" if arr.ndim == 3 else "minisblack")
     else:
-        Image.fromarray(arr).save(path)
-    return path
+        Image.fromarray(arr).save(buf, format=Image.registered_extensions()[suffix])
+    return buf.getvalue()
 
 
 def as_mask(mask: np.ndarray, nonzero_means: Literal["observed", "missing"] = "observed") -> np.ndarray:

@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from .geometry import boundary_margin, check_depth as depth_report, crop, pad_reflect
+from ... import backend
+from .geometry import boundary_margin, check_depth as depth_report, check_levels, check_padded_size, crop, pad_reflect
 from .io import as_mask, load_mask, mask_from_marker, read_raw, to_float01
 from .methods import METHODS, method_fill
 from .metrics import evaluate, peak_rss_gb
@@ -112,6 +113,9 @@ def run_inpainting(image: np.ndarray, observed: np.ndarray, *, method: str = "cn
     _check_finite(image, observed)
     grey = image.ndim == 2
     img3 = image[..., None] if grey else image
+    if method in ("cntk", "dip"):
+        check_padded_size(observed.shape, img3.shape[2], check_levels(levels), boundary,
+                          backend.free_memory_bytes("cpu"))
     depth = depth_report(observed, levels, warn=check_depth and method in ("cntk", "dip"))
     t0 = time.perf_counter()
     out, info = _run_method(fill, img3, observed, method, levels, boundary, options)

@@ -180,7 +180,7 @@ def _reusable(path: Path, key: str, overwrite: bool, verify: bool, owned: bool) 
     if found != key:
         if not overwrite:
             raise ValueError(f"store {path} holds a different kernel (key {str(found or '?')[:16]}…, wanted "
-                             f"{key[:16]}…); choose another path or pass overwrite=True")
+                             f"{key[:16]}…); choose another path or pass overwrite=True (CLI: --overwrite)")
         return False
     try:
         check_store(path, verify=verify)
@@ -214,7 +214,7 @@ def ensure_store(arch: Serial, shape, prior: Any, store: Any, *, window: bool, d
             _write_window(group, arch, prior, device, dt)
         else:
             _write_full(group, arch, shape, prior, device=device, dtype=dt, block_rows=block_rows, workers=workers,
-                        progress=progress, method=method, memory_budget=memory_budget)
+                        progress=progress, method=method, memory_budget=memory_budget, path=partial)
         group.attrs["complete"] = True
         persist.swap_into_place(partial, path)
     return path, True
@@ -268,7 +268,7 @@ def _full_arrays(group: Any, arch: Serial, shape, prior: Any, dt: torch.dtype, b
 
 def _write_full(group: Any, arch: Serial, shape, prior: Any, *, device, dtype: torch.dtype,
                 block_rows: Optional[int], workers: int, progress: bool, method: str,
-                memory_budget: int | str | None) -> None:
+                memory_budget: int | str | None, path: Path) -> None:
     if "C" not in group:
         budget = backend.memory_budget(resolve_device(device), memory_budget)
         _full_arrays(group, arch, shape, prior, dtype, block_rows or stream_block_rows(arch, shape, dtype, budget),
@@ -276,6 +276,10 @@ def _write_full(group: Any, arch: Serial, shape, prior: Any, *, device, dtype: t
     b, method = int(group.attrs["block_rows"]), group.attrs["method"]
     C_arr, done = group["C"], group["done"]
     done_now = np.asarray(done[:])
+    todo = int((done_now == 0).sum()) * b * int(np.prod(C_arr.shape[1:])) * C_arr.dtype.itemsize
+    persist.check_disk_space(path, todo, f"the full-form kernel of a {shape[0]}x{shape[1]} image",
+                             "free space or choose another --store (cache_dir); the window form "
+                             "(--form window) is size independent where it holds")
 
     def sink(y0, block):
         host = block.cpu().numpy()

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import shutil
 import time
 import warnings
@@ -37,6 +38,7 @@ import numpy as np
 import torch
 
 from .... import persist
+from ...._validation import check_nonneg
 from ....backend import ACCUM_DTYPE, resolve_device, resolve_dtype, to_numpy, to_tensor
 from ....kernels.cntk import dense_kernel, dip, ensure_store, open_kernel
 from ....kernels.cntk.build import resolve_form
@@ -44,7 +46,7 @@ from ....operators import CNTKOperator, DenseOperator, PolyphaseCNTKOperator
 from ....solvers.cg import ConjugateGradient
 from ....solvers.direct import NotPositiveDefiniteError, solve_direct
 from ....solvers.eigenpro import EigenPro
-from ....solvers.policy import choose_solver
+from ....solvers.policy import check_direct_fits, choose_solver
 from ..cache import enforce_cap, kernel_cache_dir, touch
 
 __all__ = ["fill", "get_kernel", "PRIORS", "DENSE_FORMAT"]
@@ -176,6 +178,16 @@ def _solve_iterative(op, S: np.ndarray, Y: torch.Tensor, solver: str, ridge: flo
                                         "inner_iterations": inner}
 
 
+def _check_settings(epochs: int | None, tol: float, ridge: float | None) -> None:
+    """The solver settings of :func:`fill`, checked before the kernel is built."""
+    if epochs is not None and (isinstance(epochs, bool) or int(epochs) != epochs or epochs < 1):
+        raise ValueError(f"epochs must be an integer >= 1 (or None for the solver's default), got {epochs!r}")
+    if not (math.isfinite(tol) and tol > 0):
+        raise ValueError(f"tol must be a finite number > 0, got {tol!r}")
+    if ridge is not None:
+        check_nonneg("ridge", ridge)
+
+
 def fill(image: np.ndarray, observed: np.ndarray, *, levels: int = 6, arch=None, solver: str = "auto",
          prior: str = "stationary", filter: int = 3, upsample: str = "nearest", ridge: float | None = None,
          epochs: int | None = None, device=None, dtype=None, memory_budget: int | str | None = None,
@@ -192,12 +204,15 @@ def fill(image: np.ndarray, observed: np.ndarray, *, levels: int = 6, arch=None,
     iterations, timings.
     """
     H, W, C = image.shape
+    _check_settings(epochs, tol, ridge)
     dev, dt = resolve_device(device), resolve_dtype(dtype)
+    S = np.flatnonzero(observed.reshape(-1))
+    U = np.flatnonzero(~observed.reshape(-1))
+    if solver == "direct":  # refused before the kernel is built, not when K_SS is allocated
+        check_direct_fits(len(S), dev, ACCUM_DTYPE)
     arch = arch if arch is not None else dip(levels, filter=filter, upsample=upsample)
     kernel, info = get_kernel(arch, (H, W), prior, cache_dir, progress, device=dev, dtype=dt,
                               memory_budget=memory_budget)
-    S = np.flatnonzero(observed.reshape(-1))
-    U = np.flatnonzero(~observed.reshape(-1))
     op = _operator(kernel, dev, dt, memory_budget)
     solver = choose_solver(op.restrict(torch.as_tensor(S, device=dev)), solver, direct_max)
     if solver == "cg":  # CG needs a float64 matvec on these ill-conditioned kernels (bigntk.solvers.cg)

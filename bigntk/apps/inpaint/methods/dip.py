@@ -34,6 +34,8 @@ def fill(image: np.ndarray, observed: np.ndarray, *, levels: int = 6, arch: Seri
     object the cntk method takes.
     """
     H, W, C = image.shape
+    if isinstance(iterations, bool) or int(iterations) != iterations or iterations < 1:
+        raise ValueError(f"iterations (CLI: --epochs) must be an integer >= 1, got {iterations!r}")
     arch = arch if arch is not None else dip(levels, filter=filter, upsample=upsample)
     step = 2 ** arch.n_down
     if H % step or W % step:
