@@ -157,6 +157,29 @@ def test_cli_workers_switch_gives_the_in_process_completion(tmp_path):
     assert np.abs(a - b).max() <= 1e-8 * np.abs(a).max()
 
 
+def test_cmap_impute_workers_switch_gives_the_in_process_predictions(tmp_path, monkeypatch):
+    import zarr
+
+    import bigntk.distributed as dist
+    from bigntk.apps.cmap.synth import synthesize
+    from bigntk.cli import main
+
+    sharded = []
+    monkeypatch.setattr(dist, "distributed_operator",
+                        lambda *a, **k: sharded.append(1) or distributed_operator(*a, **k))
+
+    obs = tmp_path / "obs.zarr"
+    synthesize(obs, profiles=400, cells=5, drugs=40, genes=12, rank=3, n_dense=2, sparse_max=20, seed=2,
+               chunk_rows=200, progress=False)
+    common = ["cmap", "impute", "--store", str(obs), "--dtype", "float64", "--quiet"]
+    assert main([*common, "--out", str(tmp_path / "a.zarr")]) == 0
+    assert not sharded
+    assert main([*common, "--out", str(tmp_path / "b.zarr"), "--workers", "2"]) == 0
+    assert sharded  # the kernel products ran on the workers
+    a, b = (zarr.open_group(str(tmp_path / f), mode="r")["imputed"][:] for f in ("a.zarr", "b.zarr"))
+    assert np.abs(a - b).max() <= 1e-5 * np.abs(a).max()
+
+
 def test_fast_product_operator_is_split_by_output_rows(client):
     from bigntk.kernels import cntk
     from bigntk.operators import PolyphaseCNTKOperator

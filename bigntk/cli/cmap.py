@@ -6,7 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from ._common import SOLVER_CHOICES, add_compute_args, add_threads_arg, apply_threads, compute_kwargs
+from ._common import (SOLVER_CHOICES, add_cluster_args, add_compute_args, add_threads_arg, apply_threads,
+                      cluster_from_args, compute_kwargs)
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("cmap", help="CMap L1000: ingest GCT(X), synthesise, cross-validate, impute",
@@ -137,6 +138,7 @@ def _register_impute(sub) -> None:
     i.add_argument("--overwrite", action="store_true", help="replace a predictions store of another configuration")
     i.add_argument("--quiet", action="store_true", help="no progress bars")
     add_compute_args(i)
+    add_cluster_args(i)
     i.set_defaults(func=_impute)
 
 
@@ -245,12 +247,14 @@ def _impute(args) -> int:
 
         check_output_path(args.gctx, (".gctx",), "--gctx")
     t0 = time.perf_counter()
-    out = impute(args.store, args.out, method=args.method, prior=args.prior, depth=args.depth, ridge=args.ridge,
-                 nugget=args.nugget, w=args.w, solver=args.solver, cells=args.cells, drugs=args.drugs,
-                 reference=args.reference, chunk_drugs=args.chunk_drugs,
-                 solver_options=_json_option(args.solver_kwargs, "--solver-kwargs"),
-                 baseline_options=_json_option(args.baseline_kwargs, "--baseline-kwargs"),
-                 overwrite=args.overwrite, progress=not args.quiet, **compute_kwargs(args))
+    solver_options = _json_option(args.solver_kwargs, "--solver-kwargs")
+    baseline_options = _json_option(args.baseline_kwargs, "--baseline-kwargs")
+    with cluster_from_args(args) as client:
+        out = impute(args.store, args.out, method=args.method, prior=args.prior, depth=args.depth, ridge=args.ridge,
+                     nugget=args.nugget, w=args.w, solver=args.solver, cells=args.cells, drugs=args.drugs,
+                     reference=args.reference, chunk_drugs=args.chunk_drugs, solver_options=solver_options,
+                     baseline_options=baseline_options, overwrite=args.overwrite, progress=not args.quiet,
+                     client=client, **compute_kwargs(args))
     group = zarr.open_group(str(out), mode="r")
     C, D, G = group["imputed"].shape
     line = (f"imputed {group.attrs['n_imputed']} pairs ({group.attrs['n_observed']} measured) of {C} cells x {D} "

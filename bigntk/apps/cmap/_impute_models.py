@@ -85,8 +85,8 @@ class NTKModel:
     """
 
     def __init__(self, sel: Any, cfg: Dict[str, Any], *, device: Any = None, dtype: Any = None,
-                 memory_budget: Optional[int] = None, progress: bool = True) -> None:
-        self.sel, self.cfg, self.progress = sel, cfg, progress
+                 memory_budget: Optional[int] = None, progress: bool = True, client: Any = None) -> None:
+        self.sel, self.cfg, self.progress, self.client = sel, cfg, progress, client
         C, D, _ = sel.shape
         self.op_kw = dict(depth=cfg["depth"], device=device, dtype=dtype, memory_budget=memory_budget)
         prior = cfg["prior"]
@@ -100,8 +100,16 @@ class NTKModel:
             self.op: Optional[KernelOperator] = None
         else:
             cube = np.arange(C * D)
-            self.op = ntk_operator(self._prior(cube // D, cube % D), **self.op_kw)
+            self.op = self._operator(self._prior(cube // D, cube % D))
         self.train = torch.as_tensor(sel.train_index)
+
+    def _operator(self, prior: Prior) -> KernelOperator:
+        """The NTK over the prior's columns: in process, or sharded over the client's workers."""
+        if self.client is None:
+            return ntk_operator(prior, **self.op_kw)
+        from ...distributed import distributed_operator
+
+        return distributed_operator(self.client, ntk_operator, prior, n=prior.n, **self.op_kw)
 
     def _prior(self, cell: np.ndarray, drug: np.ndarray, imputation: Optional[np.ndarray] = None) -> Prior:
         """The configured prior over columns (cell[j], drug[j]); ``imputation`` (G, n) for a mixed one."""
@@ -120,7 +128,7 @@ class NTKModel:
     def _train_operator(self) -> KernelOperator:
         if self.op is not None:
             return self.op.restrict(self.train)
-        return ntk_operator(self._prior(self.sel.cell, self.sel.drug, self.sel.Y.T), **self.op_kw)
+        return self._operator(self._prior(self.sel.cell, self.sel.drug, self.sel.Y.T))
 
     def fit(self) -> np.ndarray:
         """α (n_train, G) float64 through :func:`bigntk.solvers.solve` (deterministic: seeded solvers)."""
@@ -140,8 +148,8 @@ class NTKModel:
             out = self.op.matmul(state, rows=rows, cols=self.train)
         else:
             imp = np.concatenate([self.sel.Y, self.base.predict(cell, drug)]).T
-            op = ntk_operator(self._prior(np.concatenate([self.sel.cell, cell]),
-                                          np.concatenate([self.sel.drug, drug]), imp), **self.op_kw)
+            op = self._operator(self._prior(np.concatenate([self.sel.cell, cell]),
+                                            np.concatenate([self.sel.drug, drug]), imp))
             n = self.sel.Y.shape[0]
             out = op.matmul(state, rows=torch.arange(n, n + cell.size), cols=torch.arange(n))
         out = to_numpy(out).astype(np.float32)

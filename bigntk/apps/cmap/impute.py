@@ -311,9 +311,10 @@ def _finish(group: Any, out: Path) -> None:
 
 
 def _model(method: str, sel: Selection, config: Dict[str, Any], device: Any, dtype: Any, budget: int,
-           progress: bool) -> Any:
+           progress: bool, client: Any = None) -> Any:
     if method == "ntk":
-        return NTKModel(sel, config, device=device, dtype=dtype, memory_budget=budget, progress=progress)
+        return NTKModel(sel, config, device=device, dtype=dtype, memory_budget=budget, progress=progress,
+                        client=client)
     return BaselineModel(method, sel, config["baseline_options"].get(method, {}))
 
 
@@ -323,7 +324,7 @@ def impute(store: str | Path | ObservationStore, out: str | Path, *, method: str
            reference: Optional[str] = None, chunk_drugs: Optional[int] = None,
            solver_options: Optional[dict] = None, baseline_options: Optional[Dict[str, dict]] = None,
            device: Any = None, dtype: Any = None, memory_budget: Any = None, threads: Optional[int] = None,
-           overwrite: bool = False, progress: bool = True,
+           overwrite: bool = False, progress: bool = True, client: Any = None,
            callback: Optional[Callable[[int, int], None]] = None) -> Path:
     """Complete the (cell, drug) cube of an observation store into the predictions store ``out``.
 
@@ -334,6 +335,8 @@ def impute(store: str | Path | ObservationStore, out: str | Path, *, method: str
     ("mean", "dnpp", "falrtc"; ``baseline_options`` per name). ``chunk_drugs``: drugs per written chunk
     (default: sized to the memory budget). ``callback(k, n)`` is called after each written chunk.
     Resumes an interrupted store of the same configuration (module docstring); returns ``out``.
+    ``client`` (a ``dask.distributed.Client``): the NTK's kernel products run sharded over its workers
+    (:mod:`bigntk.distributed`); the predictions equal the in-process ones up to float64 rounding.
     """
     check_method(method, prior, solver, solver_options)
     comp = resolve_compute(device, dtype, memory_budget, threads)
@@ -353,7 +356,7 @@ def impute(store: str | Path | ObservationStore, out: str | Path, *, method: str
         if group is not None and group.attrs.get("complete"):
             return out
         budget = int(group.attrs["plan"]["memory_budget"]) if group is not None else comp.memory_budget
-        model = _model(method, sel, config, comp.device, comp.dtype, budget, progress)
+        model = _model(method, sel, config, comp.device, comp.dtype, budget, progress, client)
         # a store of another configuration (overwrite) is replaced only once the new one is complete
         replacing = group is None and out.exists()
         with persist.atomic_output(out) if replacing else contextlib.nullcontext(out) as target:
