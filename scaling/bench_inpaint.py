@@ -4,6 +4,9 @@ Cases (select with --cases):
 * ``target``: a 448 × 704 RGB natural image with ~19% missing pixels in large holes and scratches,
   CNTK with 6 levels (goal: < 60 s on 2 cores), against biharmonic;
 * ``cmp512``: CNTK vs biharmonic wall time at 512² RGB, holes mask (goal: CNTK within 2×);
+* ``demo``: the ``bigntk demo`` image (astronaut 128² RGB, 20-px hole + scratches, 5 levels);
+* ``holes256`` / ``random256``: ``scaling/inpaint_experiments.py``'s holes mask on its first image and its
+  50 %-random mask on its seventh, 256², 6 levels;
 * ``hires``: 2048² RGB, holes of 32–96 px (within the 6-level depth rule: a hole of m px needs
   ⌊log2(m + 1)⌋ levels) and scratches on ~5% of the image + 20% random missing (~3M observed
   pixels), window-form kernel,
@@ -31,6 +34,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(1, str(REPO / "scaling"))
 OUT = REPO / "scaling" / "results" / "bench_inpaint.json"
 DATA = REPO.parent / "shared" / "data" / "images" / "ntk_matrix_completion"
 
@@ -68,6 +72,23 @@ def holes_mask(shape, target_missing: float, seed: int = 0, sides: tuple[int, in
     return m
 
 
+def _small_case(case: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """(truth, observed, levels) of the demo and of two ``inpaint_experiments`` images at 256²."""
+    if case == "demo":
+        from bigntk.apps.inpaint.demo import astronaut
+        from bigntk.apps.inpaint.masks import center_hole, strokes
+
+        truth = astronaut(128)
+        obs = np.roll(center_hole(truth.shape, 20), (-32, -8), axis=(0, 1))  # as demo_inpainting does
+        return truth, obs & strokes(truth.shape, count=3, width=2, seed=0), 5
+    import inpaint_experiments as ie
+
+    kind, index = ("holes", 0) if case == "holes256" else ("random50", 6)
+    path = ie.list_images(8)[index]
+    truth = ie.load_square(path, 256)
+    return truth, ie.make_mask(kind, truth.shape, seed=sum(map(ord, path.stem))), 6
+
+
 def run_case(case: str, args) -> dict:
     import torch
 
@@ -82,6 +103,9 @@ def run_case(case: str, args) -> dict:
     elif case == "cmp512":
         shape, levels = (512, 512), 6
         truth, obs = natural(shape), holes_mask(shape, 0.15)
+    elif case in ("demo", "holes256", "random256"):
+        truth, obs, levels = _small_case(case)
+        shape = truth.shape[:2]
     elif case == "hires":
         shape, levels = (2048, 2048), args.hires_levels
         truth = natural(shape)
@@ -103,7 +127,8 @@ def run_case(case: str, args) -> dict:
                        wall_s=time.perf_counter() - t0,
                        info={k: rc["info"].get(k) for k in ("kernel_form", "kernel_cached", "kernel_time_s",
                                                             "solve_time_s", "predict_time_s", "final", "stopped",
-                                                            "preconditioner", "inner_iterations")})
+                                                            "preconditioner", "inner_iterations",
+                                                            "inner_residuals")})
     res["peak_rss_gb"] = peak_rss_gb()
     res["load_avg_1m_after"] = os.getloadavg()[0]
     return res

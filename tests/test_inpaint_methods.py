@@ -231,3 +231,22 @@ def test_cache_entry_with_lost_metadata_is_rebuilt(tmp_path):
     with pytest.warns(RuntimeWarning, match="damaged"):
         out, rep2 = inpaint_with_report(img, obs, **kw)
     assert np.array_equal(out, ref) and rep2["info"]["kernel_cached"] is False
+
+
+def test_cntk_cg_default_solve_matches_a_tight_direct_solve_and_reports_iterations(tmp_path):
+    # the default inpaint CG (float32 inner CG capped at max_inner, flexible outer β, tol 1e-3) against
+    # the Cholesky solve of the same system: the fill differs by far less than the 0.02 dB we guard
+    pytest.importorskip("bigntk.kernels.cntk")
+    img = smooth_rgb(24, 40)
+    obs = masks.random_missing(img.shape, 0.3, seed=3)
+    obs[6:14, 12:24] = False
+    kw = dict(method="cntk", levels=3, cache_dir=tmp_path, truth=img, progress=False)
+    _, ref = inpaint_with_report(img, obs, solver="direct", **kw)
+    out, rep = inpaint_with_report(img, obs, solver="cg", **kw)
+    info = rep["info"]
+    assert info["preconditioner"] == "MaskedCirculantPreconditioner"
+    assert 1 <= info["iterations"] <= 12 and info["final"]["rel_residual"] < 1e-3
+    assert len(info["inner_iterations"]) == info["iterations"] + 1 == len(info["inner_residuals"])
+    assert all(0 < it <= 150 for it in info["inner_iterations"]) and max(info["inner_residuals"]) < 1e-2
+    assert abs(rep["psnr_missing"] - ref["psnr_missing"]) < 0.02
+    assert np.array_equal(out[obs], img[obs])

@@ -111,3 +111,28 @@ def test_float32_preconditioner_is_close_to_float64(kernels):
     p32 = MaskedCirculantPreconditioner(op.grid(), mu, tol=1e-5, max_inner=500)(R)
     assert p32.dtype == torch.float64
     assert float((p32 - p64).norm() / p64.norm()) < 1e-2
+
+
+def test_phase_layout_products_and_masked_inverse_on_a_non_square_grid_with_a_hole():
+    # H ≠ W catches a swapped axis in the phase index; a hole gives the inner CG a hard, smooth U
+    arch = cntk.dip(2)
+    win = cntk.compact_kernel(arch, (16, 24), form="window", dtype="float64", device="cpu")
+    mask = np.random.default_rng(4).random((16, 24)) < 0.85
+    mask[4:10, 9:17] = False
+    op = PolyphaseCNTKOperator.from_kernel(win, mask, device="cpu", dtype="float64")
+    k = BlockCirculantKernel(op.grid().offsets(2), 0.1)
+    X = torch.as_tensor(np.random.default_rng(5).standard_normal((16, 24, 2)))
+    ph = k.phase_index(torch.arange(16 * 24))
+    Z = torch.zeros(2, 16 * 24, dtype=torch.float64)
+    Z[:, ph] = X.reshape(-1, 2).T
+    for grid_op, phase_op in ((k.matmul, k.matmul_phases), (k.solve, k.solve_phases)):
+        np.testing.assert_allclose(phase_op(Z)[:, ph].T.numpy(), grid_op(X).reshape(-1, 2).numpy(), atol=1e-10)
+    mu = 1e-3 * float(op.diag().mean())
+    prec = MaskedCirculantPreconditioner(op.grid(), mu, period=2, tol=1e-12, max_inner=500, dtype=torch.float64)
+    S = op.pixels.numpy()
+    A = dense_surrogate(BlockCirculantKernel(op.grid().offsets(2)))[np.ix_(S, S)] + mu * np.eye(len(S))
+    R = np.random.default_rng(6).standard_normal((len(S), 3))
+    np.testing.assert_allclose(prec(torch.as_tensor(R)).numpy(), np.linalg.solve(A, R), rtol=1e-6, atol=1e-8)
+    assert prec.inner_residuals[-1] < 1e-10 and 0 < prec.inner_iterations[-1] < 500
+    gU = prec.fill(torch.as_tensor(R))  # the surrogate's prediction at U, one row per unobserved pixel
+    assert gU.shape == (prec.unobserved.numel(), 3)

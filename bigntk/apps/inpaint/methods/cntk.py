@@ -173,9 +173,10 @@ def _solve_iterative(op, S: np.ndarray, Y: torch.Tensor, solver: str, ridge: flo
     res = cg.fit(sub, Y)  # CNTK operators: masked circulant preconditioner (auto)
     last = res.history[-1] if res.history else {}
     inner = getattr(cg.preconditioner_, "inner_iterations", None)
+    inner_res = [float(f"{r:.3g}") for r in getattr(cg.preconditioner_, "inner_residuals", [])] or None
     return res.alpha.to(ACCUM_DTYPE), {"iterations": res.iterations, "stopped": res.stopped, "ridge_abs": lam,
                                         "final": last, "preconditioner": type(cg.preconditioner_).__name__,
-                                        "inner_iterations": inner}
+                                        "inner_iterations": inner, "inner_residuals": inner_res}
 
 
 def _check_settings(epochs: int | None, tol: float, ridge: float | None) -> None:
