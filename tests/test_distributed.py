@@ -180,6 +180,27 @@ def test_cmap_impute_workers_switch_gives_the_in_process_predictions(tmp_path, m
     assert np.abs(a - b).max() <= 1e-5 * np.abs(a).max()
 
 
+def test_cmap_cv_refits_on_the_workers_give_the_in_process_report(client, tmp_path, monkeypatch):
+    import bigntk.distributed as dist
+    from bigntk.apps.cmap.cv import CVSettings, cross_validate
+    from bigntk.apps.cmap.synth import synthesize
+    from bigntk.store import aggregate
+
+    obs = synthesize(tmp_path / "obs.zarr", profiles=400, cells=5, drugs=40, genes=12, rank=3, n_dense=2,
+                     sparse_max=20, seed=2, chunk_rows=200, progress=False)
+    table = aggregate(obs, progress=False)
+    s = CVSettings(folds=3, rounds=1, min_drugs=5, dtype="float64", solver="direct", refit="always")
+    here = cross_validate(table, "ntk", s, progress=False)
+    sharded = []
+    monkeypatch.setattr(dist, "distributed_operator",
+                        lambda *a, **k: sharded.append(1) or distributed_operator(*a, **k))
+    there = cross_validate(table, "ntk", CVSettings(**{**vars(s), "client": client}), progress=False)
+    assert sharded  # the refits ran sharded
+    assert "client" not in there["settings"] and here["settings"] == there["settings"]
+    for a, b in zip(here["per_fold"], there["per_fold"]):
+        assert abs(a["mean_r2"] - b["mean_r2"]) <= 1e-8 and abs(a["pearson_r"] - b["pearson_r"]) <= 1e-8
+
+
 def test_fast_product_operator_is_split_by_output_rows(client):
     from bigntk.kernels import cntk
     from bigntk.operators import PolyphaseCNTKOperator

@@ -97,6 +97,7 @@ def _register_cv(sub) -> None:
     c.add_argument("--refit", action="store_true",
                    help="NTK: refit once per split instead of the exact fold-out formulas (same numbers, slower)")
     add_compute_args(c)
+    add_cluster_args(c)
     c.add_argument("--quiet", action="store_true", help="no progress bars")
     c.set_defaults(func=_cv)
 
@@ -220,7 +221,8 @@ def _cv(args) -> int:
         s = dataclasses.replace(s, reference=int(hits[0]))
     if other is not None:  # refused before any computing
         check_comparable(report_settings(table, s, args.method), other.get("settings", {}))
-    rep = cross_validate(table, args.method, s, progress=not args.quiet)
+    with cluster_from_args(args) as client:
+        rep = cross_validate(table, args.method, dataclasses.replace(s, client=client), progress=not args.quiet)
     comps = []
     if other is not None:
         comps = [paired_test(rep, other, m) for m in ("pearson_r", "mean_r2")]

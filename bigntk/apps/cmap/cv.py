@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+import copy
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
@@ -56,6 +57,9 @@ class CVSettings:
     solver: str = "auto"
     solver_kwargs: Dict[str, Any] = field(default_factory=dict)
     baseline_kwargs: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # per method, e.g. {"dnpp": {"center": False}}
+    #: a dask.distributed Client: the NTK refits' kernel products run on its workers (not a setting of
+    #: the protocol, so not in reports; fold-out runs in process)
+    client: Any = field(default=None, compare=False, repr=False)
 
     def validate(self, method: str) -> "CVSettings":
         """One clear error for a setting the protocol cannot run with ``method``, before any computing."""
@@ -110,7 +114,8 @@ def eligible(table: PairTable, settings: CVSettings) -> Tuple[PairTable, int]:
 def report_settings(table: PairTable, settings: CVSettings, method: str) -> Dict[str, Any]:
     """The ``settings`` record of a report: the CV settings and what they select from ``table``."""
     keep, ref = _eligible_mask(table, settings)
-    return {**asdict(settings), "reference": ref, "reference_name": str(table.cell_names[ref]),
+    record = {f.name: copy.deepcopy(getattr(settings, f.name)) for f in fields(settings) if f.name != "client"}
+    return {**record, "reference": ref, "reference_name": str(table.cell_names[ref]),
             "n_pairs": int(keep.sum()), "n_lines": int(np.unique(table.cell[keep]).size), "method": method}
 
 
@@ -167,7 +172,7 @@ def ntk_predict(table: PairTable, train: np.ndarray, test: np.ndarray, ref: int,
     mask[:, : train.size] = True
     init = None if warm is None else np.concatenate([warm[train], np.zeros((test.size, G), np.float32)])
     out = complete(Y, mask, prior, depth=s.depth, ridge=s.ridge, solver=s.solver, device=s.device, dtype=s.dtype,
-                   memory_budget=s.memory_budget, dual_coef_init=init, **s.solver_kwargs)
+                   memory_budget=s.memory_budget, client=s.client, dual_coef_init=init, **s.solver_kwargs)
     return np.asarray(out[:, train.size:].T, dtype=np.float32)
 
 
@@ -186,7 +191,8 @@ def all_pairs_fit(table: PairTable, ref: int, s: CVSettings) -> np.ndarray:
 
     every = np.arange(table.n_pairs)
     est = NTKCompleter(split_prior(table, every, every, ref, s), depth=s.depth, ridge=s.ridge, solver=s.solver,
-                       device=s.device, dtype=s.dtype, memory_budget=s.memory_budget, **s.solver_kwargs)
+                       device=s.device, dtype=s.dtype, memory_budget=s.memory_budget, client=s.client,
+                       **s.solver_kwargs)
     return est.fit(np.asarray(table.Y, np.float32).T).dual_coef_
 
 
