@@ -226,8 +226,9 @@ class FactorisedNTKOperator(_NTKMixin, KernelOperator):
         """Σ_b w_b² s_b[rows] s_b[cols] G_b[g_b(rows), g_b(cols)] (float64, no nugget)."""
         out = None
         for lab, (kind, M), s in zip(self._labels, self._parts, self._scales):
-            if kind == "gram":
-                t = M.index_select(0, lab[rows]).index_select(1, lab[cols])
+            if kind == "gram":  # gather the shorter side first: the first gather is (side, g)
+                t = (M.index_select(0, lab[rows]).index_select(1, lab[cols]) if rows.numel() <= cols.numel()
+                     else M.index_select(1, lab[cols]).index_select(0, lab[rows]))
             else:
                 t = M.index_select(0, lab[rows]) @ M.index_select(0, lab[cols]).T
             if s is not None:

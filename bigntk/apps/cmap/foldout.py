@@ -123,6 +123,6 @@ class FoldOut:
         S = W[:r, :r] - V[:, :r].T @ X
         S.diagonal().add_(self.ridge)
         a_R = torch.cholesky_solve(self.Y[R] - V[:, :r].T @ self.z, torch.linalg.cholesky(S))
-        a_N = self.z - X @ a_R
-        P = V[:, r:].T @ a_N + W[r:, :r] @ a_R
+        # Ŷ_T = V_Tᵀ (z − X a_R) + W_TR a_R, with V_Tᵀ X (|T|, r) first: no (n, G) temporary
+        P = V[:, r:].T @ self.z + (W[r:, :r] - V[:, r:].T @ X) @ a_R
         return P.cpu().numpy().astype(np.float32)
