@@ -45,6 +45,16 @@ class _PatternFit:
     alpha: torch.Tensor  # (s, r) dual coefficients
 
 
+def ntk_operator_on(client: Any, prior: Prior, **kwargs: Any) -> KernelOperator:
+    """``ntk_operator(prior, **kwargs)`` in process (``client`` None) or sharded over the workers of a
+    ``dask.distributed.Client`` (:func:`bigntk.distributed.distributed_operator`)."""
+    if client is None:
+        return ntk_operator(prior, **kwargs)
+    from .distributed import distributed_operator
+
+    return distributed_operator(client, ntk_operator, prior, n=prior.n, **kwargs)
+
+
 class NTKCompleter(BaseEstimator):
     """Fully connected NTK matrix completion with a feature prior (a scikit-learn estimator).
 
@@ -108,13 +118,9 @@ class NTKCompleter(BaseEstimator):
 
     def _operator(self, prior: Prior) -> KernelOperator:
         c = self.compute_
-        kw = dict(depth=self.depth, activation=self.activation, negative_slope=self.negative_slope, dtype=c.dtype)
-        if self.client is not None:
-            from .distributed import distributed_operator
-
-            return distributed_operator(self.client, ntk_operator, prior, n=prior.n, device=c.device,
-                                        memory_budget=c.memory_budget, **kw)
-        return ntk_operator(prior, device=c.device, memory_budget=c.memory_budget, **kw)
+        return ntk_operator_on(self.client, prior, depth=self.depth, activation=self.activation,
+                               negative_slope=self.negative_slope, dtype=c.dtype, device=c.device,
+                               memory_budget=c.memory_budget)
 
     # -- fit ----------------------------------------------------------------------------------
     def fit(self, Y: Any, mask: Any = None, *, dual_coef_init: Any = None) -> "NTKCompleter":

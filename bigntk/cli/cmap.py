@@ -55,7 +55,7 @@ def _register_data(sub) -> None:
     s.set_defaults(func=_synth)
 
     g = sub.add_parser("aggregate", help="one profile per (cell, drug) into a new store (streamed)",
-                                              description="Average the replicates of each (cell, drug) pair (optionally weighted) into "
+                       description="Average the replicates of each (cell, drug) pair (optionally weighted) into "
                                    "a new store. Example: bigntk cmap aggregate --store obs.zarr --out pairs.zarr")
     g.add_argument("--store", required=True, help="input observation store")
     g.add_argument("--out", required=True, help="output store of one profile per pair")
@@ -111,7 +111,7 @@ def _names(text: str) -> list:
 
 def _register_impute(sub) -> None:
     i = sub.add_parser("impute", help="impute every unmeasured (cell, drug) pair into a predictions store",
-                                              description="Fit on every measured pair (replicates aggregated) and write the predicted "
+                       description="Fit on every measured pair (replicates aggregated) and write the predicted "
                                    "profile of every pair to a zarr predictions store (xarray Dataset: imputed, "
                                    "observed), chunk by chunk, resumable. Example: bigntk cmap impute --store "
                                    "obs.zarr --out pred.zarr --gctx pred.gctx")

@@ -252,7 +252,8 @@ class EigenPro:
         lam, E = top_eigh(Kss, k)
         del Kss
         lam = lam.clamp_min(0)
-        beta = float(op.diag()[train.to(op.device)].max()) + self.ridge
+        diag = op.diag()
+        beta = float(diag[train.to(op.device)].max()) + self.ridge
         itemsize = torch.finfo(op.dtype).bits // 8
         # a batch row strip of the kernel (the tile and its temporaries, ``entry_bytes``) within the budget
         per_row = (itemsize + op.entry_bytes) * max(n, 1) + itemsize * s  # and its K_{B,S} block
@@ -265,7 +266,7 @@ class EigenPro:
         F = self._preconditioner_factor(lam, E, q, s)
         lam_check, beta_fresh = self._check_spectrum(op, train, sub, F)
         # β of the preconditioned kernel: max_x K_P(x, x) on S (from its eigenpairs: K_SS F = F·sλ) and T
-        diag_S = op.diag()[S_idx].to(backend.ACCUM_DTYPE) - ((F * (s * lam[:q])) ** 2).sum(1)
+        diag_S = diag[S_idx].to(backend.ACCUM_DTYPE) - ((F * (s * lam[:q])) ** 2).sum(1)
         beta_p = max(float(diag_S.max()), beta_fresh or 0.0) + self.ridge
         p = eigenpro_parameters(lam_np, beta_p, n, m_max, self.ridge, q, s=s, lambda_check=lam_check,
                                 batch_size=None if self.batch_size == "auto" else int(self.batch_size),

@@ -13,7 +13,7 @@ import torch
 
 from ...backend import to_numpy
 from ...baselines import make_baseline
-from ...operators import KernelOperator, ntk_operator
+from ...operators import KernelOperator
 from ...priors import Prior
 from ...priors.cmap import SparseRegimePrior, cell_unit_means, mixed_prior, one_hot_prior, reference_profiles
 from ...solvers import SOLVERS, check_options, choose_solver, solve
@@ -105,11 +105,9 @@ class NTKModel:
 
     def _operator(self, prior: Prior) -> KernelOperator:
         """The NTK over the prior's columns: in process, or sharded over the client's workers."""
-        if self.client is None:
-            return ntk_operator(prior, **self.op_kw)
-        from ...distributed import distributed_operator
+        from ...completion import ntk_operator_on
 
-        return distributed_operator(self.client, ntk_operator, prior, n=prior.n, **self.op_kw)
+        return ntk_operator_on(self.client, prior, **self.op_kw)
 
     def _prior(self, cell: np.ndarray, drug: np.ndarray, imputation: Optional[np.ndarray] = None) -> Prior:
         """The configured prior over columns (cell[j], drug[j]); ``imputation`` (G, n) for a mixed one."""

@@ -14,9 +14,9 @@ lines — so two methods evaluated with the same settings are paired fold by fol
 """
 from __future__ import annotations
 
+import copy
 import time
 import warnings
-import copy
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
@@ -209,8 +209,6 @@ def _predictor(method: str, table: PairTable, ref: int, s: CVSettings) -> Tuple[
     from .foldout import FOLDOUT_PRIORS, FoldOut, foldout_bytes
 
     refit = lambda c, test, train: predict(method, table, train, test, ref, s)  # noqa: E731
-    if method == "ntk" and s.refit not in ("auto", "always"):
-        raise ValueError(f"refit must be 'auto' or 'always', got {s.refit!r}")
     if method == "ntk" and iterative_regime(table, s):  # every refit starts from the all-pairs fit
         warm = all_pairs_fit(table, ref, s)
         return (lambda c, test, train: ntk_predict(table, train, test, ref, s, warm)), "refit (warm start)"
