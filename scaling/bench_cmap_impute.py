@@ -51,6 +51,20 @@ def _store(args: argparse.Namespace) -> float:
     return time.perf_counter() - t
 
 
+def gemm_gflops(k: int, n_out: int, rows: int = 2048, repeats: int = 3) -> float:
+    """This machine's float32 GEMM rate (GFLOP/s, best of ``repeats``) at the prediction's shape:
+    (rows, k) tile @ (k, n_out) weights, k = training pairs, n_out = genes."""
+    import torch
+
+    A, B = torch.rand(rows, k), torch.rand(k, n_out)
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        A @ B
+        best = min(best, time.perf_counter() - t)
+    return 2 * rows * k * n_out / best / 1e9
+
+
 def _record(label: str, result: dict) -> Path:
     path = Path(__file__).resolve().parent / "results" / "bench_cmap_impute.json"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -91,12 +105,21 @@ def main() -> None:
     a = ds.attrs
     result = {"profiles": st.n_profiles, "store_cells": len(st.cell_names), "store_drugs": len(st.drug_names),
               "genes": st.n_genes, "cube": [C, D, G], "train_pairs": a["n_train"], "imputed_pairs": a["n_imputed"],
-              "chunk_drugs": a["plan"]["chunk_drugs"], "method": args.method, "prior": args.prior,
+              "chunk_drugs": a["plan"]["chunk_drugs"], "chunks": int(np.prod(ds["done"].shape)), "method": args.method, "prior": args.prior,
               "synth_s": round(t_synth, 2), "impute_s": round(t_impute, 2),
               "aggregate_fit_first_chunk_s": round(first[0], 2) if first else None,
               "pairs_per_s": round(a["n_imputed"] / t_impute, 1), "peak_rss_gib_impute": round(peak / 2**30, 3),
               "ru_maxrss_gb": round(peak_rss_gb(), 3), "threads": threads, "loadavg_before": load_before,
               "loadavg_after": os.getloadavg(), "cpu_count": os.cpu_count(), "machine": machine()}
+    if args.method == "ntk" and first:
+        # the prediction phase (after the first chunk: aggregate and fit are done) is one kernel row over
+        # the training pairs per imputed pair, multiplied by the (n_train, G) weights
+        phase_s = t_impute - first[0]
+        flops = 2.0 * G * a["n_train"] * a["n_imputed"] * (1 - 1 / max(1, result["chunks"]))
+        gemm = gemm_gflops(a["n_train"], G)
+        result.update({"predict_phase_s": round(phase_s, 1), "predict_gflops": round(flops / phase_s / 1e9, 1),
+                       "gemm_gflops_same_shape": round(gemm, 1),
+                       "predict_fraction_of_gemm": round(flops / phase_s / 1e9 / gemm, 3)})
     print(json.dumps(result, indent=1))
     print("written", _record(args.label, result))
 

@@ -160,7 +160,9 @@ class KernelOperator:
         """``K[rows, cols] @ V`` streamed over tiles; returns float64 ``(len(rows), l)`` (or ``(len(rows),)``).
 
         ``V`` is ``(len(cols),)`` or ``(len(cols), l)`` (numpy / torch / CuPy). Each tile is computed in
-        the operator dtype, multiplied in that dtype and accumulated in float64.
+        the operator dtype, multiplied in that dtype and accumulated in float64. Tile products take a
+        ``V`` already in the working dtype as it is (the same numbers they multiply by after rounding a
+        float64 ``V``): a caller making many products with one ``V`` rounds it once.
         """
         r = as_index(rows, self.n, self.device)
         c = as_index(cols, self.n, self.device)
@@ -168,9 +170,17 @@ class KernelOperator:
         out = self._matmul(r, c, Vt)
         return out[:, 0] if squeeze else out
 
+    @property
+    def tile_products(self) -> bool:
+        """True when products are sums of ``_block`` tiles (the base ``_matmul``), not a fast or sharded product."""
+        return type(self)._matmul is KernelOperator._matmul
+
     def _rhs(self, V: Any, c: torch.Tensor) -> tuple[torch.Tensor, bool]:
-        """(float64 (len(c), l) right-hand sides on the device, whether V was a vector)."""
-        Vt = backend.to_tensor(V, device=self.device, dtype=backend.ACCUM_DTYPE)
+        """((len(c), l) right-hand sides on the device — float64, or V itself when it is a tensor in the
+        working dtype and the product is made of tiles — and whether V was a vector)."""
+        keep = (self.tile_products and isinstance(V, torch.Tensor) and V.dtype == self.dtype
+                and V.device == self.device and V.is_contiguous())  # a GEMM's rounding follows the layout
+        Vt = V if keep else backend.to_tensor(V, device=self.device, dtype=backend.ACCUM_DTYPE)
         squeeze = Vt.ndim == 1
         if squeeze:
             Vt = Vt[:, None]
@@ -187,7 +197,7 @@ class KernelOperator:
         block costs nothing more. The block is None where the product is not made of tiles (a fast
         or a sharded product); the caller then computes what it needs itself.
         """
-        if type(self)._matmul is not KernelOperator._matmul:
+        if not self.tile_products:
             return self.matmul(V, rows, cols), None
         r, c = as_index(rows, self.n, self.device), as_index(cols, self.n, self.device)
         Vt, squeeze = self._rhs(V, c)
@@ -201,13 +211,13 @@ class KernelOperator:
     def _matmul(self, r: torch.Tensor, c: torch.Tensor, V64: torch.Tensor) -> torch.Tensor:
         return self._tile_products(r, c, V64)
 
-    def _tile_products(self, r: torch.Tensor, c: torch.Tensor, V64: torch.Tensor, keep: torch.Tensor | None = None,
+    def _tile_products(self, r: torch.Tensor, c: torch.Tensor, V: torch.Tensor, keep: torch.Tensor | None = None,
                        kept: torch.Tensor | None = None) -> torch.Tensor:
         """Σ_j K[r, c_j] V[c_j] over tiles (float64 accumulation); copies K[r, c[keep]] into ``kept``."""
         extra = 0 if keep is None else keep.numel() * self.itemsize  # the kept block's rows
-        rt, ct = self.tile_shape(r.numel(), c.numel(), V64.shape[1] + extra // 16)
-        out = torch.zeros(r.numel(), V64.shape[1], dtype=backend.ACCUM_DTYPE, device=self.device)
-        Vw = V64.to(self.dtype)
+        rt, ct = self.tile_shape(r.numel(), c.numel(), V.shape[1] + extra // 16)
+        out = torch.zeros(r.numel(), V.shape[1], dtype=backend.ACCUM_DTYPE, device=self.device)
+        Vw = V.to(self.dtype)
         for i in range(0, r.numel(), rt):
             ri = r[i : i + rt]
             for j in range(0, c.numel(), ct):
@@ -287,6 +297,10 @@ class SubOperator(KernelOperator):
 
     def diag(self) -> torch.Tensor:
         return self.parent.diag()[self.index]
+
+    @property
+    def tile_products(self) -> bool:
+        return self.parent.tile_products
 
     def _matmul(self, r, c, V64):
         return self.parent._matmul(self.index[r], self.index[c], V64)

@@ -148,6 +148,15 @@ class NTKOperator(_NTKMixin, KernelOperator):
         return _unit_self(rho, rows, cols)
 
 
+def _gram_of(F: torch.Tensor, dtype: torch.dtype, rows_per_block: int = 2048) -> torch.Tensor:
+    """(g, g) Gram F Fᵀ of a float64 (g, k) embedding, stored in ``dtype``, computed in float64 row
+    blocks (a float32 Gram never has a float64 copy of its whole size)."""
+    out = torch.empty(F.shape[0], F.shape[0], dtype=dtype, device=F.device)
+    for i in range(0, F.shape[0], rows_per_block):
+        out[i : i + rows_per_block] = F[i : i + rows_per_block] @ F.T
+    return out
+
+
 class FactorisedNTKOperator(_NTKMixin, KernelOperator):
     """NTK whose prior Gram is a weighted sum of gathered group Grams (no per-column features).
 
@@ -158,9 +167,11 @@ class FactorisedNTKOperator(_NTKMixin, KernelOperator):
     nugget : float
         τ; defaults to ``prior.nugget`` when a prior is given.
     gram_max_bytes : int
-        An embedding factor's (g, g) Gram is formed once (float64; tiles are then pure gathers) when it
-        takes at most this many bytes; above, tiles are computed as F[g(rows)] F[g(cols)]ᵀ (a GEMM
-        of depth k per tile, float64). Default 2 GiB: 16 000 groups.
+        An embedding factor's (g, g) Gram is formed once (tiles are then pure gathers) when it takes at
+        most this many bytes: in float64, or else, for float32 tiles, in float32 (ρ is rounded to the
+        working dtype before κ anyway, so a float32 Gram adds rounding of the same size); above, tiles
+        are computed as F[g(rows)] F[g(cols)]ᵀ (a float64 GEMM of depth k per tile, as costly as the
+        product with k outputs). Default 2 GiB: 16 000 groups in float64, 23 000 in float32.
     """
 
     def __init__(self, factors: Any, *, nugget: float | None = None, depth: int = 1, activation: str = "relu",
@@ -201,6 +212,8 @@ class FactorisedNTKOperator(_NTKMixin, KernelOperator):
         if bool((self._sq <= 0).any()):
             raise ValueError("some columns have zero prior norm; add a nugget (τ > 0)")
         self._inv_norm = self._sq.rsqrt()
+        #: per factor, s_b / ‖column‖ (n,): ρ = Σ_b G_b[g_b(rows), g_b(cols)] · u_b[rows] u_b[cols]
+        self._unit_scales = [self._inv_norm if sc is None else sc * self._inv_norm for sc in self._scales]
 
     def _factor_part(self, f, gram_max_bytes: int) -> tuple[str, torch.Tensor]:
         """("gram", w²·G) or ("embedding", w·F) on the compute device, float64."""
@@ -208,8 +221,9 @@ class FactorisedNTKOperator(_NTKMixin, KernelOperator):
         if f.gram is not None:
             return "gram", backend.to_tensor(f.gram, device=self.device, dtype=torch.float64) * w**2
         F = backend.to_tensor(f.embedding, device=self.device, dtype=torch.float64) * w
-        if F.shape[0] ** 2 * 8 <= gram_max_bytes:
-            return "gram", F @ F.T
+        for dt in (torch.float64, self.dtype):
+            if F.shape[0] ** 2 * (torch.finfo(dt).bits // 8) <= gram_max_bytes:
+                return "gram", _gram_of(F, dt)
         return "embedding", F
 
     @property
@@ -222,21 +236,38 @@ class FactorisedNTKOperator(_NTKMixin, KernelOperator):
         """Per factor, "gram" (tiles are gathers from a held (g, g) Gram) or "embedding" (a GEMM per tile)."""
         return [kind for kind, _ in self._parts]
 
+    def _factor_tile(self, b: int, rows: torch.Tensor, col_groups: torch.Tensor) -> torch.Tensor:
+        """G_b[g_b(rows), col_groups] (w_b² included; float64, or float32 from a float32 Gram)."""
+        lab, (kind, M) = self._labels[b], self._parts[b]
+        if kind == "embedding":
+            return M.index_select(0, lab[rows]) @ M.index_select(0, col_groups).T
+        if rows.numel() <= col_groups.numel():  # gather the shorter side first: the first gather is (side, g)
+            # a gather along rows with one broadcast index is ~2x faster than index_select(1, ·)
+            strip = M.index_select(0, lab[rows])
+            return torch.gather(strip, 1, col_groups[None, :].expand(strip.shape[0], -1))
+        return M.index_select(1, col_groups).index_select(0, lab[rows])
+
     def raw_gram(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
         """Σ_b w_b² s_b[rows] s_b[cols] G_b[g_b(rows), g_b(cols)] (float64, no nugget)."""
         out = None
-        for lab, (kind, M), s in zip(self._labels, self._parts, self._scales):
-            if kind == "gram":  # gather the shorter side first: the first gather is (side, g)
-                t = (M.index_select(0, lab[rows]).index_select(1, lab[cols]) if rows.numel() <= cols.numel()
-                     else M.index_select(1, lab[cols]).index_select(0, lab[rows]))
-            else:
-                t = M.index_select(0, lab[rows]) @ M.index_select(0, lab[cols]).T
+        for b, s in enumerate(self._scales):
+            t = self._factor_tile(b, rows, self._labels[b][cols]).to(torch.float64)
             if s is not None:
                 t = t * s[rows, None] * s[None, cols]
             out = t if out is None else out.add_(t)
         return out
 
+    def _column_data(self, cols):
+        # per factor, once per tile: the columns' groups (len(cols),) and scales u_b (1, len(cols))
+        return [(lab[cols], u[cols][None, :]) for lab, u in zip(self._labels, self._unit_scales)]
+
     def _rho(self, rows, cols):
-        raw = self.raw_gram(rows, cols.index)
-        raw.mul_(self._inv_norm[rows, None]).mul_(self._inv_norm[None, cols.index])
-        return _unit_self(raw.clamp_(-1.0, 1.0), rows, cols)
+        # the raw Gram's scales and the normaliser as one per-factor row and column scaling: two
+        # in-place passes per factor over the strip (the first also widens a float32 Gram to float64)
+        rho = None
+        for b, (u, (col_groups, u_cols)) in enumerate(zip(self._unit_scales, cols.data)):
+            t = self._factor_tile(b, rows, col_groups)
+            t = t.mul_(u_cols) if t.dtype == torch.float64 else t * u_cols
+            t.mul_(u[rows, None])
+            rho = t if rho is None else rho.add_(t)
+        return _unit_self(rho.clamp_(-1.0, 1.0), rows, cols)

@@ -456,6 +456,9 @@ class _Loop:
         # Fᵀ K_{S,B} g as (K_{B,S} F)ᵀ g costs m·q·(s + l) multiply-adds instead of s·l·(m + q): cheaper
         # with many outputs (the CMap shape: l = 978 > q)
         self.Fw = self.F.to(op.dtype) if self.m * q * (s + l) < s * l * (self.m + q) else None
+        # the weights in the working dtype, kept in step with st.a (a step changes only the batch's and
+        # the subsample's rows): tile products would otherwise round all n × l weights every step
+        self.aw = st.a.to(op.dtype) if op.tile_products and op.dtype != st.a.dtype else None
 
     def run(self) -> None:
         st, sv = self.st, self.solver
@@ -474,7 +477,8 @@ class _Loop:
     def step(self, B: torch.Tensor, bar) -> None:
         """One preconditioned step on batch B (positions among the training points)."""
         st, op, sv, train = self.st, self.op, self.solver, self.train
-        Ka, K_BS = op.matmul_with_columns(st.a, train[B], train, self.sub)  # K_{B,S} from the same tiles
+        a = st.a if self.aw is None else self.aw
+        Ka, K_BS = op.matmul_with_columns(a, train[B], train, self.sub)  # K_{B,S} from the same tiles
         g = Ka - self.Ytr[B]
         st.epoch_sq += float((g * g).sum())
         st.epoch_ysq += float((self.Ytr[B] ** 2).sum())
@@ -484,6 +488,8 @@ class _Loop:
         # η(b)/b only grows as b shrinks, so η/m is safe for it; η/b would not be, beyond m*)
         st.a[B] -= (self.eta / self.m) * g
         st.a[self.sub] += (self.eta / self.m) * (self.F @ self._projected_correction(B, g, K_BS))
+        if self.aw is not None:
+            self.aw[B], self.aw[self.sub] = st.a[B].to(self.aw.dtype), st.a[self.sub].to(self.aw.dtype)
         st.step_in_epoch += 1
         st.global_step += 1
         if sv.callback is not None:

@@ -128,22 +128,34 @@ class NTKModel:
             return self.op.restrict(self.train)
         return self._operator(self._prior(self.sel.cell, self.sel.drug, self.sel.Y.T))
 
-    def fit(self) -> np.ndarray:
-        """α (n_train, G) float64 through :func:`bigntk.solvers.solve` (deterministic: seeded solvers)."""
+    def fit(self, checkpoint: Optional[str] = None) -> np.ndarray:
+        """α (n_train, G) float64 through :func:`bigntk.solvers.solve` (deterministic: seeded solvers).
+
+        ``checkpoint``: where an EigenPro fit saves its state every 200 steps and resumes from (bitwise)."""
         options = dict(self.cfg.get("solver_options") or {})
         op = self._train_operator()
         name = choose_solver(op, self.cfg["solver"])
         if name == "eigenpro":
             options.setdefault("progress", self.progress)
+            if checkpoint is not None:
+                options.setdefault("checkpoint", str(checkpoint))
+                options.setdefault("checkpoint_every", 200)
         res = solve(op, self.sel.Y, name, ridge=float(self.cfg["ridge"]), **options)
         return to_numpy(res.alpha).astype(np.float64)
+
+    def _working(self, state: np.ndarray) -> torch.Tensor:
+        """α in the operator's working dtype, rounded once for all chunks (what its tiles multiply by)."""
+        if getattr(self, "_alpha_w", (None, None))[0] is not state:
+            alpha = torch.as_tensor(np.ascontiguousarray(state))  # a fit's α may be column-major
+            self._alpha_w = (state, alpha.to(device=self.op.device, dtype=self.op.dtype))
+        return self._alpha_w[1]
 
     def predict(self, cell: np.ndarray, drug: np.ndarray, state: np.ndarray) -> np.ndarray:
         """(k, G) float32: K(query, train) @ α, streamed within the operator's memory budget."""
         cell, drug = np.asarray(cell, np.int64), np.asarray(drug, np.int64)
         if self.op is not None:
             rows = torch.as_tensor(cell * self.sel.shape[1] + drug)
-            out = self.op.matmul(state, rows=rows, cols=self.train)
+            out = self.op.matmul(self._working(state), rows=rows, cols=self.train)
         else:
             imp = np.concatenate([self.sel.Y, self.base.predict(cell, drug)]).T
             op = self._operator(self._prior(np.concatenate([self.sel.cell, cell]),

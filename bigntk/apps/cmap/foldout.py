@@ -3,21 +3,25 @@
 A fold hides test pairs T of one line c and trains on every other line's pairs N plus c's remaining
 pairs R (all of them, or ``sparse_drugs`` of them). The prior rebuilds c's training mean from R, so
 only the kernel rows of line c change between folds; K[N, N] is the same in every fold and is the
-block of the kernel K over all pairs with every pair as training. With H = (K + λI)⁻¹ factorised
-once (float64), per line c
+block of the kernel K over all pairs with every pair as training. With the Cholesky factor
+K + λI = L Lᵀ computed once (float64), H = (K + λI)⁻¹ = L⁻ᵀL⁻¹ and, per line c (J = c's pairs),
 
-    H_N = (K[N, N] + λI)⁻¹ = H[N, N] − H[N, J] H[J, J]⁻¹ H[J, N]     (J = c's pairs; block inverse)
-    z   = H_N Y_N,
+    H_N = (K[N, N] + λI)⁻¹ = H[N, N] − H[N, J] H[J, J]⁻¹ H[J, N]     (block inverse)
+    z   = H_N Y_N.
 
-and per fold, with the fold's kernel V = K_f[N, R ∪ T], W = K_f[R ∪ T, R ∪ T] (block elimination
-of the training matrix [[K_NN + λ, V_R], [V_Rᵀ, W_RR + λ]])
+Per fold, with the fold's kernel V = K_f[N, R ∪ T] (V̄: V zero-padded to every pair) and
+W = K_f[R ∪ T, R ∪ T], the quadratic form Q = Vᵀ H_N V comes from one triangular solve
 
-    X   = H_N V_R,  S = W_RR + λI − V_Rᵀ X,  a_R = S⁻¹ (Y_R − V_Rᵀ z),  a_N = z − X a_R,
-    Ŷ_T = V_Tᵀ a_N + W_TR a_R,
+    G = L⁻¹ V̄,   U = (L⁻¹[:, J])ᵀ G = (H V̄)[J],   Q = GᵀG − Uᵀ H[J, J]⁻¹ U,
+
+and block elimination of the training matrix [[K_NN + λ, V_R], [V_Rᵀ, W_RR + λ]] gives
+
+    S = W_RR + λI − Q_RR,   a_R = S⁻¹ (Y_R − V_Rᵀ z),   Ŷ_T = V_Tᵀ z + (W_TR − Q_TR) a_R,
 
 which is the refit's prediction K_f[T, train] (K_f[train, train] + λI)⁻¹ Y_train exactly (up to
-float64 rounding). Cost: one n³ factorisation, per line O(n² n_c), per fold O(n² |R|) in GEMMs,
-against O(n³) per fold for refits. Needs ~4 n² float64 in memory (:func:`foldout_bytes`).
+float64 rounding). Cost: one n³/3 factorisation; per line two triangular solves of n_c columns; per
+fold one of |R| + |T| columns (n² (|R| + |T|) multiply-adds, half a GEMM's), against O(n³) per fold
+for refits. Needs ~2 n² float64 in memory (:func:`foldout_bytes`).
 """
 from __future__ import annotations
 
@@ -37,8 +41,8 @@ FOLDOUT_PRIORS = ("sparse", "onehot")
 
 
 def foldout_bytes(n_pairs: int) -> int:
-    """Peak memory of :class:`FoldOut` on ``n_pairs`` pairs: H, H_N and a same-size temporary, float64."""
-    return 4 * 8 * int(n_pairs) ** 2
+    """Peak memory of :class:`FoldOut` on ``n_pairs`` pairs: the kernel and its Cholesky factor, float64."""
+    return 2 * 8 * int(n_pairs) ** 2
 
 
 class FoldOut:
@@ -63,9 +67,9 @@ class FoldOut:
             self._drug_gram = E @ E.T
         K = self._operator(None).block()  # (n, n) float64, every pair a training pair
         K.diagonal().add_(self.ridge)
-        self.H = torch.cholesky_inverse(torch.linalg.cholesky(K))
+        self.L = torch.linalg.cholesky(K)  # K + λI = L Lᵀ
         del K
-        self.alpha = self.H @ self.Y  # (n, G): the all-pairs fit, reused for every line's z
+        self.alpha = torch.cholesky_solve(self.Y, self.L)  # (n, G): the all-pairs fit, reused for every z
         self._line: Optional[int] = None
 
     def _operator(self, own: Optional[np.ndarray], c: int = -1):
@@ -86,22 +90,31 @@ class FoldOut:
         return FactorisedNTKOperator([cell_f, drug_f], nugget=self._base.nugget, **kw)
 
     def _enter_line(self, c: int) -> None:
-        """Per line c: H[N, J], a factor of H[J, J] and z = H_N Y_N (module docstring), without forming H_N:
-        for a matrix B over N, H_N B = (H B̄)[N] − H[N, J] H[J, J]⁻¹ (H B̄)[J] with B̄ = B zero-padded to
-        every pair (block inverse), and H Ȳ = α − H[:, J] Y_J."""
+        """Per line c: L⁻¹[:, J], H[N, J], a factor of H[J, J] and z = H_N Y_N (module docstring), without
+        forming H or H_N: H_N B = (H B̄)[N] − H[N, J] H[J, J]⁻¹ (H B̄)[J] for B̄ = B zero-padded to every
+        pair (block inverse), and H Ȳ = α − H[:, J] Y_J."""
+        from torch.linalg import solve_triangular
+
         cell = self.table.cell
         self.J = torch.as_tensor(np.nonzero(cell == c)[0], device=self.device)
         self.N = torch.as_tensor(np.nonzero(cell != c)[0], device=self.device)
-        H_J = self.H.index_select(1, self.J)  # (n, n_c)
+        E_J = torch.zeros(self.n, self.J.numel(), dtype=torch.float64, device=self.device)
+        E_J[self.J, torch.arange(self.J.numel(), device=self.device)] = 1.0
+        self.Minv_J = solve_triangular(self.L, E_J, upper=False)  # L⁻¹[:, J]  (n, n_c)
+        H_J = solve_triangular(self.L.T, self.Minv_J, upper=True)  # H[:, J] = L⁻ᵀ L⁻¹[:, J]
         self.H_NJ = H_J.index_select(0, self.N)
         self.L_JJ = torch.linalg.cholesky(H_J.index_select(0, self.J))
         HY = self.alpha - H_J @ self.Y[self.J]
-        self.z = self._schur(HY)
+        self.z = HY[self.N] - self.H_NJ @ torch.cholesky_solve(HY[self.J], self.L_JJ)
         self._line = c
 
-    def _schur(self, HB: torch.Tensor) -> torch.Tensor:
-        """H_N B from H B̄ (n, k) (see :meth:`_enter_line`)."""
-        return HB[self.N] - self.H_NJ @ torch.cholesky_solve(HB[self.J], self.L_JJ)
+    def _quadratic_form(self, V: torch.Tensor) -> torch.Tensor:
+        """Vᵀ H_N V (k, k) for V (n_N, k) over N, from one triangular solve (module docstring)."""
+        V_pad = V.new_zeros(self.n, V.shape[1])
+        V_pad[self.N] = V
+        G = torch.linalg.solve_triangular(self.L, V_pad, upper=False)  # L⁻¹ V̄
+        U = self.Minv_J.T @ G  # (H V̄)[J]
+        return G.T @ G - U.T @ torch.cholesky_solve(U, self.L_JJ)
 
     def predict(self, c: int, test: np.ndarray, train: np.ndarray) -> np.ndarray:
         """(|test|, G) float32 predictions of the ``test`` pairs (line c) from the ``train`` pairs."""
@@ -117,12 +130,9 @@ class FoldOut:
         r = R.numel()
         V = op.block(self.N, cols)  # (n_N, |R| + |T|)
         W = op.block(cols, cols)
-        V_pad = V.new_zeros(self.n, r)
-        V_pad[self.N] = V[:, :r]
-        X = self._schur(self.H @ V_pad)  # H_N V_R
-        S = W[:r, :r] - V[:, :r].T @ X
+        Q = self._quadratic_form(V)  # Vᵀ H_N V
+        S = W[:r, :r] - Q[:r, :r]
         S.diagonal().add_(self.ridge)
         a_R = torch.cholesky_solve(self.Y[R] - V[:, :r].T @ self.z, torch.linalg.cholesky(S))
-        # Ŷ_T = V_Tᵀ (z − X a_R) + W_TR a_R, with V_Tᵀ X (|T|, r) first: no (n, G) temporary
-        P = V[:, r:].T @ self.z + (W[r:, :r] - V[:, r:].T @ X) @ a_R
+        P = V[:, r:].T @ self.z + (W[r:, :r] - Q[r:, :r]) @ a_R
         return P.cpu().numpy().astype(np.float32)

@@ -21,8 +21,9 @@ Memory: the fit holds the training pairs (n_train × G) and, for the direct solv
 kernel; a chunk holds K(chunk, train) and its output, sized to the memory budget; the cube is never
 held (except by ``falrtc``, a whole-tensor method, which holds its tensor).
 
-Resume: a chunk is marked in ``done`` only after its data are written, α is saved before the first
-chunk, and the chunking and memory budget are fixed when the store is created; a run killed at any
+Resume: an EigenPro fit checkpoints beside the store (``OUT.fit-checkpoint``, removed once α is
+saved) and resumes from it, a chunk is marked in ``done`` only after its data are written, α is saved
+before the first chunk, and the chunking and memory budget are fixed when the store is created; a run killed at any
 point and started again with the same configuration writes only the missing chunks and ends bitwise
 equal to an uninterrupted run (same device and thread count: a GEMM's summation order depends on
 them). A store of another configuration is refused (:class:`PredictionsExistError`); with
@@ -32,6 +33,7 @@ killed overwrite keeps the old predictions.
 from __future__ import annotations
 
 import contextlib
+import shutil
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -240,8 +242,14 @@ def _create(out: Path, sel: Selection, config: Dict[str, Any], plan: Dict[str, i
     return zarr.open_group(str(out), mode="r+")
 
 
-def _state(group: Any, model: Any, sel: Selection) -> Optional[np.ndarray]:
-    """The fitted state: α from ``_state/alpha`` when its checksum holds, else fitted now and saved."""
+def fit_checkpoint(out: Path) -> Path:
+    """Where an iterative NTK fit for the store ``out`` keeps its checkpoint until α is saved in the store."""
+    return out.with_name(out.name + ".fit-checkpoint")
+
+
+def _state(group: Any, model: Any, sel: Selection, checkpoint: Path) -> Optional[np.ndarray]:
+    """The fitted state: α from ``_state/alpha`` when its checksum holds, else fitted now (resuming an
+    interrupted EigenPro fit from ``checkpoint``) and saved; the checkpoint is removed once α is."""
     if not isinstance(model, NTKModel):
         return model.fit()
     train = sel.train_index
@@ -250,13 +258,14 @@ def _state(group: Any, model: Any, sel: Selection) -> Optional[np.ndarray]:
         alpha = np.asarray(arr[...])
         if arr.attrs.get("checksum") == persist.checksum({"alpha": alpha, "train_index": train}):
             return alpha
-    alpha = model.fit()
+    alpha = model.fit(checkpoint)
     st = group.require_group("_state")
     arr = persist.create_array(st, "alpha", alpha, dims=("train_pair", "gene"),
                                chunks=(max(1, min(alpha.shape[0], 2**24 // (8 * max(alpha.shape[1], 1)))),
                                        alpha.shape[1]))
     persist.create_array(st, "train_index", train, dims=("train_pair",), chunks=(max(train.size, 1),))
     arr.attrs["checksum"] = persist.checksum({"alpha": alpha, "train_index": train})  # written last
+    shutil.rmtree(checkpoint, ignore_errors=True)
     return alpha
 
 
@@ -363,6 +372,6 @@ def impute(store: str | Path | ObservationStore, out: str | Path, *, method: str
             if group is None:
                 group = _create(target, sel, config, _plan(model, sel, budget, chunk_drugs),
                                 str(Path(st.path).resolve()))
-            _fill(group, model, sel, _state(group, model, sel), progress, callback)
+            _fill(group, model, sel, _state(group, model, sel, fit_checkpoint(out)), progress, callback)
             _finish(group, target)
     return out
