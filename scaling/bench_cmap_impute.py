@@ -37,6 +37,7 @@ def _args() -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--memory-budget", default=None)
     ap.add_argument("--label", default="20k")
+    ap.add_argument("--progress", action="store_true", help="progress bars on stderr")
     return ap.parse_args()
 
 
@@ -95,7 +96,7 @@ def main() -> None:
     rss, first = RSSSampler(), []
     t0 = time.perf_counter()
     impute(st, out, method=args.method, prior=args.prior, solver=args.solver, cells=cells, drugs=drugs,
-           memory_budget=args.memory_budget, progress=False,
+           memory_budget=args.memory_budget, progress=args.progress,
            callback=lambda k, n: first.append(time.perf_counter() - t0) if k == 1 else None)
     t_impute = time.perf_counter() - t0
     peak = rss.stop()
