@@ -216,3 +216,65 @@ def test_fast_product_operator_is_split_by_output_rows(client):
     ref = solve(local, rgb, "cg", ridge=ridge, tol=1e-10, progress=False)
     out = solve(op, rgb, "cg", ridge=ridge, tol=1e-10, progress=False)
     assert out.iterations == ref.iterations and rel(out.alpha, ref.alpha) <= 1e-6
+
+
+def _holed_image(H=32, W=32, hole=6):
+    """A smooth RGB image (H, W, 3) in [0.1, 0.9] and its mask (True = observed) with a central hole."""
+    from bigntk.apps.inpaint import masks
+
+    y, x = np.mgrid[0:H, 0:W] / max(H, W)
+    img = 0.5 + 0.4 * np.stack([np.sin(2 * np.pi * (0.7 * x + 0.3 * y)), np.cos(2 * np.pi * (0.4 * x - 0.8 * y)),
+                                np.sin(2 * np.pi * (x * y + 0.2))], axis=-1)
+    return img.astype(np.float32), masks.center_hole((H, W), hole)
+
+
+@pytest.mark.parametrize("upsample, solver", [("nearest", "cg"), ("nearest", "direct"), ("nearest", "eigenpro"),
+                                              ("bilinear", "cg")])
+def test_inpaint_with_client_matches_in_process(client, tmp_path, upsample, solver):
+    # nearest: the window form (polyphase operator, split by output rows); bilinear: the full compact form
+    # (CNTKOperator, split by columns; the workers open the store with CNTKOperator.from_store)
+    from bigntk import inpaint
+    from bigntk.apps.inpaint import inpaint_with_report
+
+    img, obs = _holed_image()
+    kw = dict(method="cntk", levels=3, upsample=upsample, solver=solver, dtype="float64", cache_dir=tmp_path,
+              epochs=20 if solver == "eigenpro" else None, progress=False)
+    ref, rep_here = inpaint_with_report(img, obs, **kw)
+    out, rep = inpaint_with_report(img, obs, client=client, **kw)
+    assert rep["info"]["operator"] == "DistributedOperator" and rep["info"]["workers"] == 2
+    assert rep_here["info"]["workers"] is None and "client" not in rep["settings"]
+    assert rep["info"].get("iterations") == rep_here["info"].get("iterations")
+    # the solve is float64 on both sides; the fill is returned as float32, so the two can differ by the
+    # float32 rounding of values that differ in their last float64 bits (≤ 6e-8 relative per pixel)
+    assert rel(out, ref) <= 1e-6 and np.array_equal(out[obs], ref[obs])
+    assert rel(inpaint(img, obs, client=client, **kw), ref) <= 1e-6  # the public wrapper passes it through
+
+
+def test_inpaint_client_is_refused_where_nothing_is_sharded(client):
+    from bigntk.apps.inpaint import inpaint
+
+    img, obs = _holed_image(16, 16, 4)
+    with pytest.raises(ValueError, match="method 'biharmonic' has none"):
+        inpaint(img, obs, method="biharmonic", client=client)
+    with pytest.raises(ValueError, match="dense kernel"):  # checked before the kernel is built
+        inpaint(img, obs, method="cntk", levels=2, prior="meshgrid", client=client, progress=False)
+
+
+def test_cli_inpaint_workers_switch_writes_the_in_process_image(tmp_path):
+    from bigntk.apps.inpaint import io
+    from bigntk.cli import main
+
+    img, obs = _holed_image()
+    np.save(tmp_path / "in.npy", io.apply_mask(img, obs))
+    io.save_image(tmp_path / "mask.png", obs.astype(np.float32))
+    common = ["inpaint", str(tmp_path / "in.npy"), "--mask", str(tmp_path / "mask.png"), "--levels", "3",
+              "--dtype", "float64", "--cache-dir", str(tmp_path / "cache"), "--quiet"]
+    assert main([*common, "--out", str(tmp_path / "a.npy")]) == 0
+    assert main([*common, "--out", str(tmp_path / "b.npy"), "--report", str(tmp_path / "b.json"),
+                 "--workers", "2"]) == 0
+    info = json.loads((tmp_path / "b.json").read_text())["info"]
+    assert info["operator"] == "DistributedOperator" and info["workers"] == 2
+    a, b = np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy")
+    assert rel(b, a) <= 1e-6  # float32 files of float64 fills (see test_inpaint_with_client_matches_in_process)
+    # a method without kernel products is refused before a cluster starts (exit status 2, one error line)
+    assert main([*common, "--out", str(tmp_path / "c.npy"), "--method", "biharmonic", "--workers", "2"]) == 2

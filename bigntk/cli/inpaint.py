@@ -4,17 +4,21 @@
                    [--method cntk|biharmonic|dip] [--levels 6] [--solver auto|direct|eigenpro|cg]
                    [--boundary open|periodic] [--device cpu|cuda] [--dtype float32|float64]
                    [--memory-budget 4GB] [--threads N] [--mask-missing-value zero|nonzero] [--marker V]
+                   [--workers N | --scheduler ADDRESS]
     bigntk inpaint --batch DIR --mask-dir MASKS --out OUTDIR [...]
 
 In ``--batch`` mode every image in DIR is paired with the mask of the same stem in --mask-dir
 (or a marker value), results go to OUTDIR/<stem>.png and reports to OUTDIR/<stem>.json.
+--workers / --scheduler run the CNTK's kernel products on dask.distributed workers (one cluster for
+the whole batch; docs/distributed.md).
 """
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-from ._common import BOUNDARY_CHOICES, SOLVER_CHOICES, add_compute_args, compute_kwargs
+from ._common import (BOUNDARY_CHOICES, SOLVER_CHOICES, add_cluster_args, add_compute_args, cluster_from_args,
+                      compute_kwargs)
 
 __all__ = ["register", "handler"]
 
@@ -52,6 +56,7 @@ def register(subparsers) -> None:
     p.add_argument("--width", type=int, default=None, help="channels of the DIP network (default 64)")
     p.add_argument("--cache-dir", default=None, help="kernel cache directory (default: $BIGNTK_KERNEL_CACHE, else ~/.cache/bigntk/kernels)")
     add_compute_args(p)
+    add_cluster_args(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the solvers' sampling and of DIP's initialisation")
     p.add_argument("--batch", metavar="DIR", help="inpaint every image in DIR")
     p.add_argument("--mask-dir", help="--batch: folder of masks named like the images")
@@ -151,13 +156,18 @@ def _batch(args, compute: dict) -> int:
 
 
 def handler(args) -> int:
+    from ..apps.inpaint.pipeline import check_client
+
     compute = compute_kwargs(args)
-    if args.batch:
-        return _batch(args, compute)
-    if not args.image:
+    if not (args.batch or args.image):
         raise ValueError("give IMAGE or --batch DIR")
-    rep = _one(args, Path(args.image), Path(args.mask) if args.mask else None,
-               Path(args.truth) if args.truth else None, Path(args.out),
-               Path(args.report) if args.report else None, compute)
+    check_client(args.method, args.workers is not None or args.scheduler is not None)  # before a cluster starts
+    with cluster_from_args(args) as client:
+        compute["client"] = client
+        if args.batch:
+            return _batch(args, compute)
+        rep = _one(args, Path(args.image), Path(args.mask) if args.mask else None,
+                   Path(args.truth) if args.truth else None, Path(args.out),
+                   Path(args.report) if args.report else None, compute)
     print(_summary(rep))
     return 0

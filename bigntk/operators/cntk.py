@@ -127,6 +127,16 @@ class CNTKOperator(KernelOperator):
 
         return PeriodicGrid(tuple(int(x) for x in C.shape[2:]), P, self.pixels, offsets)
 
+    @classmethod
+    def from_store(cls, path: Any, observed: Any = None, *, shape: tuple[int, int] | None = None,
+                   **kw) -> "CNTKOperator":
+        """From a full-form kernel store (``bigntk.kernels.cntk.open_kernel``), read where this runs:
+        a picklable source for sharded operators, so that workers read the store themselves."""
+        from ..kernels.cntk import open_kernel
+
+        kernel = open_kernel(path, shape=shape, device=kw.get("device"), memory_budget=kw.get("memory_budget"))
+        return cls(kernel, observed, **kw)
+
 
 def _n_pixels(compact: Any) -> int:
     shape = tuple(compact.shape)

@@ -15,6 +15,11 @@ cropped back.
 
 Checks: a non-finite value (NaN, inf) at an observed pixel is an error (mark it missing instead),
 and a non-finite result is an error, never returned.
+
+Scale-out: ``client=`` (a ``dask.distributed.Client``) runs the CNTK's kernel products sharded over its
+workers (``bigntk.apps.inpaint.methods.cntk``), which open the kernel store themselves (its path must be
+readable where they run); the fill equals the in-process one up to float64 rounding. The other methods
+have no kernel products, and a client given to them is an error (:func:`check_client`).
 """
 from __future__ import annotations
 
@@ -32,14 +37,24 @@ from .methods import METHODS, method_fill
 from .metrics import evaluate, peak_rss_gb
 from .report import require_keys
 
-__all__ = ["inpaint", "inpaint_with_report", "run_inpainting", "METHODS", "MaskWarning", "FEW_OBSERVED"]
+__all__ = ["inpaint", "inpaint_with_report", "run_inpainting", "check_client", "METHODS", "MaskWarning",
+           "FEW_OBSERVED"]
 
 #: observed fractions below this are warned about (an inverted mask is the likely cause)
 FEW_OBSERVED = 0.1
+#: options that are not settings (left out of the report's ``settings``)
+_RUNTIME_OPTIONS = ("progress", "client")
 
 
 class MaskWarning(UserWarning):
     """The mask observes so few pixels that it may follow the opposite convention (True = missing)."""
+
+
+def check_client(method: str, sharded: bool) -> None:
+    """Refuse a client (``sharded``: one is given) for a method without kernel products to shard."""
+    if sharded and method != "cntk":
+        raise ValueError(f"a dask client (client=, --workers, --scheduler) shards the CNTK's kernel products; "
+                         f"method {method!r} has none: run it without one")
 
 
 def _read_mask(mask: Any, means: str) -> np.ndarray:
@@ -130,7 +145,8 @@ def run_inpainting(image: np.ndarray, observed: np.ndarray, *, method: str = "cn
             raise ValueError(f"truth shape {truth.shape} != image shape {out.shape}")
         _check_finite(truth, np.ones(observed.shape, bool), "truth")
         scores = evaluate(truth, out, observed)
-    settings = {"levels": levels, "boundary": boundary, **{k: v for k, v in options.items() if k != "progress"}}
+    settings = {"levels": levels, "boundary": boundary,
+                **{k: v for k, v in options.items() if k not in _RUNTIME_OPTIONS}}
     report = {"method": method, **scores, "time_s": time_s, "peak_rss_gb": peak_rss_gb(),
               "settings": settings, "shape": list(image.shape), "observed_fraction": float(observed.mean()),
               "depth": depth, "info": info}
@@ -143,7 +159,7 @@ def inpaint_with_report(image: Any, mask: Any = None, *, missing: Any = None, me
                         upsample: str = "nearest", ridge: float | None = None, epochs: int | None = None,
                         device=None, dtype=None, memory_budget: int | str | None = None,
                         cache_dir: str | Path | None = None, marker: float | None = None,
-                        truth: Any = None, seed: int = 0, progress: bool = True,
+                        truth: Any = None, seed: int = 0, progress: bool = True, client: Any = None,
                         **method_options) -> tuple[np.ndarray, dict]:
     """Fill the missing pixels of ``image``; returns ``(completed, report)``.
 
@@ -169,6 +185,8 @@ def inpaint_with_report(image: Any, mask: Any = None, *, missing: Any = None, me
     device, dtype, memory_budget : see ``bigntk.backend`` (cntk; dip takes the device).
     cache_dir : kernel cache directory (default: user cache dir, or ``$BIGNTK_KERNEL_CACHE``).
     truth : ground truth (same shape as image) for PSNR/SSIM in the report.
+    client : a ``dask.distributed.Client`` (cntk; None = in process): the kernel products run on its workers,
+        which read the kernel store themselves (module docstring); not with ``prior="meshgrid"``.
     **method_options : passed to the method (e.g. ``width``, ``iterations``, ``lr`` for dip); a name
         the method does not take is an error.
 
@@ -177,6 +195,7 @@ def inpaint_with_report(image: Any, mask: Any = None, *, missing: Any = None, me
     completed : float32 array of the image's shape in [0, 1]; observed pixels equal the input.
     report : JSON-ready dict with the keys of ``bigntk.apps.inpaint.report.REPORT_KEYS`` and more.
     """
+    check_client(method, client is not None)
     img, observed = _prepare(image, mask, missing, marker)
     if arch is not None:
         levels = int(getattr(arch, "n_down", levels))
@@ -184,7 +203,7 @@ def inpaint_with_report(image: Any, mask: Any = None, *, missing: Any = None, me
     if method == "cntk":
         opts.update(arch=arch, solver=solver, prior=prior, filter=filter, upsample=upsample, ridge=ridge,
                     epochs=epochs, device=device, dtype=dtype, memory_budget=memory_budget, cache_dir=cache_dir,
-                    seed=seed, progress=progress)
+                    seed=seed, progress=progress, client=client)
     elif method == "dip":
         if epochs is not None:
             opts.setdefault("iterations", epochs)

@@ -22,6 +22,12 @@ so direct up to DIRECT_MAX_FAST = 4 000 observed pixels, CG above, for the windo
 and the tiled full form alike). CG on a CNTK operator uses the masked circulant
 preconditioner (``bigntk.preconditioners``): at 320², 80% observed, it reaches the PSNR plateau in
 about 8 iterations (3–4 s on 2 cores), so direct solves only pay off for a few thousand pixels.
+
+Scale-out (``client=``, a ``dask.distributed.Client``): the kernel products of every solver run sharded
+over its workers (:func:`cntk_operator_on`), which read the kernel store themselves — the window form's
+fast product split by output rows, the full form's tiles by columns; the circulant preconditioner is
+built in process from the same store. The dense kernel of ``prior="meshgrid"`` is not sharded: with a
+client it is an error.
 """
 from __future__ import annotations
 
@@ -42,16 +48,18 @@ from ...._validation import check_nonneg
 from ....backend import ACCUM_DTYPE, resolve_device, resolve_dtype, to_numpy, to_tensor
 from ....kernels.cntk import dense_kernel, dip, ensure_store, open_kernel
 from ....kernels.cntk.build import resolve_form
-from ....operators import CNTKOperator, DenseOperator, PolyphaseCNTKOperator
+from ....operators import CNTKOperator, DenseOperator, KernelOperator, PolyphaseCNTKOperator
 from ....solvers.cg import ConjugateGradient
 from ....solvers.direct import NotPositiveDefiniteError, solve_direct
 from ....solvers.eigenpro import EigenPro
 from ....solvers.policy import check_direct_fits, choose_solver
 from ..cache import enforce_cap, kernel_cache_dir, touch
 
-__all__ = ["fill", "get_kernel", "PRIORS", "DENSE_FORMAT"]
+__all__ = ["fill", "get_kernel", "cntk_operator_on", "PRIORS", "STORED_PRIORS", "DENSE_FORMAT"]
 
 PRIORS = ("stationary", "meshgrid", "identity")
+#: priors with the exact compact / window kernel (a kernel store that workers can read); the others are dense
+STORED_PRIORS = ("stationary", "identity")
 DENSE_FORMAT = "bigntk.cntk-dense"
 _DENSE_MAX_PIXELS = 64 * 64 * 4
 
@@ -70,7 +78,7 @@ def get_kernel(arch, shape: tuple[int, int], prior: str = "stationary", cache_di
     H, W = (int(s) for s in shape)
     cache = kernel_cache_dir(cache_dir)
     t0 = time.perf_counter()
-    if prior in ("stationary", "identity"):  # exact compact / window form
+    if prior in STORED_PRIORS:  # exact compact / window form
         window = resolve_form(arch, (H, W), prior)
         path, built = ensure_store(arch, (H, W), prior, cache, window=window, device=device, dtype=dtype,
                                    progress=progress, memory_budget=memory_budget)
@@ -135,14 +143,48 @@ def _dense_cached(arch, shape: tuple[int, int], prior: str, cache: Path, device)
     return torch.from_numpy(host), path, True
 
 
-def _operator(kernel: Any, device, dtype, memory_budget):
-    """A ``bigntk.operators`` kernel operator over ALL pixels (fast polyphase matvec when possible)."""
+def _check_client(client: Any, prior: str) -> None:
+    """A client shards kernel-store operators only (checked before the kernel is built)."""
+    if client is not None and prior not in STORED_PRIORS:
+        raise ValueError(f"prior {prior!r} uses the dense kernel (small images), which is not sharded over "
+                         f"workers; use prior in {STORED_PRIORS} or run without a client (--workers / --scheduler)")
+
+
+def cntk_operator_on(client: Any, kernel: Any, store: str | Path, *, device=None, dtype=None,
+                     memory_budget: int | str | None = None) -> KernelOperator:
+    """The kernel operator over ALL n = H·W pixels of ``kernel`` (fast polyphase matvec when possible).
+
+    In process when ``client`` is None; else sharded over the workers of a ``dask.distributed.Client``
+    (:func:`bigntk.distributed.distributed_operator`), each worker opening ``kernel``'s store ``store`` (a
+    path the workers can read) itself. A dense kernel (a tensor) is not sharded: ValueError.
+    """
     kw = {"device": device, "dtype": dtype, "memory_budget": memory_budget}
-    if isinstance(kernel, (torch.Tensor, np.ndarray)):
-        return DenseOperator(kernel, **kw)
-    if getattr(kernel, "C_window", None) is not None:  # window form: one-GEMM polyphase products
-        return PolyphaseCNTKOperator.from_kernel(kernel, **kw)
-    return CNTKOperator(kernel, **kw)
+    dense = isinstance(kernel, (torch.Tensor, np.ndarray))
+    window = getattr(kernel, "C_window", None) is not None  # window form: one-GEMM polyphase products
+    if client is None:
+        if dense:
+            return DenseOperator(kernel, **kw)
+        return PolyphaseCNTKOperator.from_kernel(kernel, **kw) if window else CNTKOperator(kernel, **kw)
+    if dense:
+        raise ValueError("a dense kernel is not sharded over workers; a client needs a compact or window-form store")
+    from ....distributed import distributed_operator
+
+    H, W = (int(s) for s in kernel.image_shape)
+    factory = PolyphaseCNTKOperator.from_store if window else CNTKOperator.from_store
+    return distributed_operator(client, factory, str(store), shape=(H, W), n=H * W, **kw)
+
+
+def _solve_operator(kernel: Any, info: dict, S: np.ndarray, solver: str, direct_max: int | None, client: Any,
+                    dev, dt, memory_budget) -> tuple[KernelOperator, str]:
+    """(operator the solve and prediction run on, resolved solver); the solver is chosen on the in-process
+    operator over the observed pixels S (n_obs,)."""
+    store = info["kernel_store"]
+    op = cntk_operator_on(None, kernel, store, device=dev, dtype=dt, memory_budget=memory_budget)
+    solver = choose_solver(op.restrict(torch.as_tensor(S, device=dev)), solver, direct_max)
+    if solver == "cg" or client is not None:  # CG needs a float64 matvec on these ill-conditioned kernels
+        op = cntk_operator_on(client, kernel, store, device=dev,
+                              dtype=ACCUM_DTYPE if solver == "cg" else dt, memory_budget=memory_budget)
+    return op, solver
 
 
 def _solve_direct(op, S: np.ndarray, Y: torch.Tensor, ridge: float) -> tuple[torch.Tensor, dict]:
@@ -193,7 +235,7 @@ def fill(image: np.ndarray, observed: np.ndarray, *, levels: int = 6, arch=None,
          prior: str = "stationary", filter: int = 3, upsample: str = "nearest", ridge: float | None = None,
          epochs: int | None = None, device=None, dtype=None, memory_budget: int | str | None = None,
          cache_dir=None, seed: int = 0, progress: bool = True, direct_max: int | None = None, tol: float = 1e-3,
-         rank: int | str = "auto") -> tuple[np.ndarray, dict]:
+         rank: int | str = "auto", client: Any = None) -> tuple[np.ndarray, dict]:
     """CNTK regression fill of ``image`` (H, W, C) from ``observed`` (H, W) bool pixels.
 
     H and W must be multiples of 2**levels (``bigntk.apps.inpaint.pipeline`` pads). ``tol``: CG stops at
@@ -201,11 +243,13 @@ def fill(image: np.ndarray, observed: np.ndarray, *, levels: int = 6, arch=None,
     missing, and at 448 × 704 with holes and scratches);
     ``epochs``: EigenPro epochs or the CG iteration cap (default EigenPro 200 full-batch epochs on the
     window form's fast product, else 10; CG 100). ``direct_max``: the ``auto`` direct/iterative threshold
-    (default: the policy's). Returns ``(completed, info)``; info: kernel store/form/cache hit, solver,
-    iterations, timings.
+    (default: the policy's). ``client``: a ``dask.distributed.Client`` whose workers run the kernel products
+    (module docstring). Returns ``(completed, info)``; info: kernel store/form/cache hit, solver, operator,
+    workers (None in process), iterations, timings.
     """
     H, W, C = image.shape
     _check_settings(epochs, tol, ridge)
+    _check_client(client, prior)
     dev, dt = resolve_device(device), resolve_dtype(dtype)
     S = np.flatnonzero(observed.reshape(-1))
     U = np.flatnonzero(~observed.reshape(-1))
@@ -214,10 +258,7 @@ def fill(image: np.ndarray, observed: np.ndarray, *, levels: int = 6, arch=None,
     arch = arch if arch is not None else dip(levels, filter=filter, upsample=upsample)
     kernel, info = get_kernel(arch, (H, W), prior, cache_dir, progress, device=dev, dtype=dt,
                               memory_budget=memory_budget)
-    op = _operator(kernel, dev, dt, memory_budget)
-    solver = choose_solver(op.restrict(torch.as_tensor(S, device=dev)), solver, direct_max)
-    if solver == "cg":  # CG needs a float64 matvec on these ill-conditioned kernels (bigntk.solvers.cg)
-        op = _operator(kernel, dev, ACCUM_DTYPE, memory_budget)
+    op, solver = _solve_operator(kernel, info, S, solver, direct_max, client, dev, dt, memory_budget)
     ridge = 1e-3 if ridge is None else ridge  # relative; smaller ridges amplify the float32 rounding
     Y = to_tensor(image.reshape(H * W, C)[S], device=dev, dtype=ACCUM_DTYPE)
     t0 = time.perf_counter()
@@ -231,5 +272,8 @@ def fill(image: np.ndarray, observed: np.ndarray, *, levels: int = 6, arch=None,
         pred = op.matmul(alpha, rows=torch.as_tensor(U, device=dev), cols=torch.as_tensor(S, device=dev))
         out[U] = to_numpy(pred).astype(np.float32)
     info.update(sinfo, solver=solver, ridge=ridge, operator=type(op).__name__, n_observed=int(len(S)),
+                workers=None if client is None else len(set(op.workers)),
                 solve_time_s=t1 - t0, predict_time_s=time.perf_counter() - t1)
+    if client is not None:
+        op.close()  # release the shards on the workers
     return out.reshape(H, W, C), info
