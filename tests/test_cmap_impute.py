@@ -164,7 +164,7 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result_bitwise(obs, pred, 
         impute(obs, out, chunk_drugs=32, progress=False, callback=die)
     g = zarr.open_group(str(out), mode="r")
     assert g.attrs["complete"] is False and int((g["done"][...] > 0).sum()) == 5
-    monkeypatch.setattr(NTKModel, "fit", lambda self: pytest.fail("resume refitted α"))
+    monkeypatch.setattr(NTKModel, "fit", lambda self, *a: pytest.fail("resume refitted α"))
     calls = []
     impute(obs, out, progress=False, callback=lambda k, n: calls.append(n))  # chunk_drugs from the store
     assert len(calls) == calls[0] == 6 * 4 - 5
@@ -173,6 +173,35 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result_bitwise(obs, pred, 
     np.testing.assert_array_equal(got["done"][...], want["done"][...])
     assert got.attrs["checksum"] == want.attrs["checksum"] and got.attrs["complete"] is True
     impute(obs, out, progress=False, callback=lambda k, n: pytest.fail("a complete store was rewritten"))
+
+
+def test_an_eigenpro_fit_killed_midway_resumes_from_its_checkpoint_bitwise(obs, tmp_path, monkeypatch):
+    """The fit of a long run is not lost: EigenPro checkpoints beside the store and the rerun resumes it."""
+    from bigntk.apps.cmap.impute import fit_checkpoint
+    from bigntk.solvers.eigenpro import _Loop
+
+    kw = dict(solver="eigenpro", solver_options={"epochs": 4, "checkpoint_every": 3}, chunk_drugs=32, progress=False)
+    ref = impute(obs, tmp_path / "ref.zarr", **kw)
+    out = tmp_path / "k.zarr"
+    end_epoch, epochs_run = _Loop.end_epoch, []
+
+    def die_after_two(self):
+        end_epoch(self)
+        epochs_run.append(self.st.epoch)
+        if self.st.epoch == 2 and len(epochs_run) == 2:
+            raise _Killed
+
+    monkeypatch.setattr(_Loop, "end_epoch", die_after_two)
+    with pytest.raises(_Killed):
+        impute(obs, out, **kw)
+    assert fit_checkpoint(out).is_dir()
+    impute(obs, out, **kw)
+    # the rerun went on from the last step checkpoint, inside epoch 2 (not from epoch 1)
+    assert epochs_run == [1, 2, 2, 3, 4]
+    assert not fit_checkpoint(out).exists()  # removed once α is in the store
+    got, want = zarr.open_group(str(out), mode="r"), zarr.open_group(str(ref), mode="r")
+    assert got["_state"]["alpha"][...].tobytes() == want["_state"]["alpha"][...].tobytes()
+    assert got["imputed"][...].tobytes() == want["imputed"][...].tobytes()
 
 
 def test_another_configuration_is_refused_never_mixed(obs, pred, tmp_path):

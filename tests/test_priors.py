@@ -116,3 +116,27 @@ def test_scaled_factors_reproduce_the_sparse_regime_prior_and_feed_the_operator(
     lowrank = FactorisedNTKOperator(prior, dtype="float64", device="cpu", gram_max_bytes=0)
     assert lowrank.factor_forms == ["gram", "embedding"]
     np.testing.assert_allclose(lowrank.block(idx, idx[::3]).numpy(), op.block(idx, idx[::3]).numpy(), atol=1e-12)
+
+
+def test_a_drug_gram_too_large_for_float64_is_held_in_float32_for_float32_tiles():
+    """Between the float32 and the float64 size of the (g, g) Gram, float32 tiles gather from a float32
+    Gram (ρ is rounded to float32 before κ anyway) and agree with the float64-Gram tiles to float32
+    rounding; float64 tiles keep the embedding (exact)."""
+    from bigntk.priors.cmap import SparseRegimePrior
+    from bigntk.operators import FactorisedNTKOperator
+
+    rng = np.random.default_rng(1)
+    cell, drug = rng.integers(0, 3, 300), rng.integers(0, 50, 300)
+    M = rng.random((3, 20)); M /= np.linalg.norm(M, axis=1, keepdims=True)
+    prior = SparseRegimePrior(cell, drug, M, rng.standard_normal((50, 20)), w=0.75, nugget=1.5)
+    between = 50 * 50 * 6  # under the float64 Gram's 20 000 bytes, over the float32 one's 10 000
+    ref = FactorisedNTKOperator(prior, dtype="float32", device="cpu")  # float64 Gram (small)
+    f32 = FactorisedNTKOperator(prior, dtype="float32", device="cpu", gram_max_bytes=between)
+    f64 = FactorisedNTKOperator(prior, dtype="float64", device="cpu", gram_max_bytes=between)
+    assert ref.factor_forms == f32.factor_forms == ["gram", "gram"] and f64.factor_forms == ["gram", "embedding"]
+    assert f32._parts[1][1].dtype == torch.float32
+    rows, cols = torch.arange(0, 300, 2), torch.arange(300)
+    np.testing.assert_allclose(f32.block(rows, cols).numpy(), ref.block(rows, cols).numpy(), rtol=0, atol=2e-6)
+    np.testing.assert_allclose(f64.block(rows, cols).numpy(), ref.block(rows, cols).numpy(), rtol=0, atol=1e-6)
+    V = torch.randn(300, 4, dtype=torch.float64)
+    np.testing.assert_allclose(f32.matmul(V).numpy(), ref.matmul(V).numpy(), rtol=1e-5, atol=1e-4)
