@@ -280,7 +280,8 @@ def _env():
             "BIGNTK_THREADS": "1", "OMP_NUM_THREADS": "1"}
 
 
-def test_sigkill_mid_run_then_rerun_equals_an_undisturbed_run(obs, tmp_path):
+def test_sigkill_mid_run_then_rerun_equals_an_undisturbed_run(obs, tmp_path, one_thread):
+    # bitwise equality needs one summation order: the killed CLI run and the in-process runs use one thread
     out = tmp_path / "k.zarr"
     cmd = [sys.executable, "-m", "bigntk", "cmap", "impute", "--store", str(obs), "--out", str(out),
            "--chunk-drugs", "4", "--memory-budget", "256MB", "--quiet", "--threads", "1"]
