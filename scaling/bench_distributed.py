@@ -100,7 +100,7 @@ def run_cntk(size: int, workers: int, iters: int = 5) -> dict:
     rgb = np.random.default_rng(1).random((int(mask.sum()), 3))
     with cluster(workers=workers, quiet=True) as client:  # workers read the kernel store themselves
         op = distributed_operator(client, PolyphaseCNTKOperator.from_store, store, mask, n=rgb.shape[0],
-                                  dtype="float64")
+                                  shape=(size, size), dtype="float64")  # the image's grid, not the window's
         ridge = 1e-3 * float(op.diag().mean())
         t0 = time.perf_counter()
         with warnings.catch_warnings():  # a fixed number of iterations, not a tolerance, is timed
